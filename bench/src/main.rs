@@ -1,0 +1,203 @@
+//! Bench harness: runs VNN-COMP suites through nncert and scores every answer against the ground truth.
+//!
+//! ```sh
+//! cargo run --release -p nncert-bench -- acasxu test --timeout-scale 0.1 --csv bench/results.csv
+//! ```
+//! Each suite folder holds `instances.csv` (instance_id,onnx,vnnlib,timeout,...) and `truth.csv`
+//! (instance_id,...,expected,...). A `sat` whose truth is `unsat` (or the reverse) is counted as **wrong**.
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use nncert_verify::{Verdict, VerifyOptions};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug)]
+#[command(about = "Run VNN-COMP suites through nncert and score the answers against truth.csv")]
+struct Args {
+    /// Suite names (folders of the benchmarks directory); all of them if none given.
+    suites: Vec<String>,
+    /// The benchmarks directory.
+    #[arg(long, default_value = "../shared/benchmarks")]
+    benchmarks: PathBuf,
+    /// Multiply every instance's timeout by this.
+    #[arg(long, default_value_t = 1.0)]
+    timeout_scale: f64,
+    /// Cap every instance's timeout (seconds).
+    #[arg(long)]
+    max_timeout: Option<f64>,
+    /// Only instances whose expected answer is this (sat, unsat, unknown).
+    #[arg(long)]
+    expected: Option<String>,
+    /// Write per-instance rows here (CSV).
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Seed passed to the engines.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+struct Row {
+    suite: String,
+    id: String,
+    onnx: String,
+    vnnlib: String,
+    result: String,
+    time: f64,
+    expected: String,
+    verdict: &'static str,
+}
+
+fn read_csv(path: &Path) -> Result<Vec<HashMap<String, String>>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().context("empty csv")?.split(',').collect();
+    Ok(lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            header
+                .iter()
+                .zip(l.split(','))
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect())
+}
+
+fn score(result: &str, expected: &str) -> &'static str {
+    match (result, expected) {
+        ("sat", "unsat") | ("unsat", "sat") => "WRONG",
+        ("sat", "sat") | ("unsat", "unsat") => "correct",
+        ("sat" | "unsat", _) => "unchecked",
+        _ => "unsolved",
+    }
+}
+
+fn run_suite(args: &Args, suite: &str, rows: &mut Vec<Row>) -> Result<()> {
+    let dir = args.benchmarks.join(suite);
+    let instances = read_csv(&dir.join("instances.csv"))?;
+    let truth: HashMap<String, String> = read_csv(&dir.join("truth.csv"))?
+        .into_iter()
+        .filter_map(|r| Some((r.get("instance_id")?.clone(), r.get("expected")?.clone())))
+        .collect();
+    let mut models = HashMap::new();
+    for inst in &instances {
+        let (Some(id), Some(onnx), Some(vnnlib), Some(timeout)) = (
+            inst.get("instance_id"),
+            inst.get("onnx"),
+            inst.get("vnnlib"),
+            inst.get("timeout"),
+        ) else {
+            bail!("{suite}/instances.csv: missing columns");
+        };
+        let expected = truth.get(id).cloned().unwrap_or_else(|| "?".into());
+        if args.expected.as_ref().is_some_and(|e| *e != expected) {
+            continue;
+        }
+        let mut t: f64 = timeout.parse().context("timeout")?;
+        t *= args.timeout_scale;
+        if let Some(m) = args.max_timeout {
+            t = t.min(m);
+        }
+        let start = Instant::now();
+        let result = (|| -> Result<Verdict> {
+            if !models.contains_key(onnx) {
+                models.insert(onnx.clone(), nncert_model::load_model(&dir.join(onnx))?);
+            }
+            let graph = &models[onnx];
+            let prop = nncert_spec::parse_file(&dir.join(vnnlib))?;
+            prop.check_dims(graph.input_size(), graph.output_size())?;
+            let opts = VerifyOptions {
+                timeout: Duration::from_secs_f64(t),
+                seed: args.seed,
+            };
+            Ok(nncert_verify::verify(graph, &prop, &opts).verdict)
+        })();
+        let word = match &result {
+            Ok(v) => v.word().to_string(),
+            Err(e) => {
+                eprintln!("{suite}/{id}: error: {e:#}");
+                "error".to_string()
+            }
+        };
+        let time = start.elapsed().as_secs_f64();
+        let verdict = score(&word, &expected);
+        println!("{suite:<16} {id:>4} {onnx:<42} {vnnlib:<40} {word:<8} {time:>8.2}s expected {expected:<7} {verdict}");
+        rows.push(Row {
+            suite: suite.to_string(),
+            id: id.clone(),
+            onnx: onnx.clone(),
+            vnnlib: vnnlib.clone(),
+            result: word,
+            time,
+            expected,
+            verdict,
+        });
+    }
+    Ok(())
+}
+
+fn summary(rows: &[Row]) {
+    let mut suites: Vec<&str> = rows.iter().map(|r| r.suite.as_str()).collect();
+    suites.dedup();
+    println!("\n| suite | instances | sat ✓ | unsat ✓ | unknown/timeout | errors | WRONG | total s | median s |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for s in suites {
+        let rs: Vec<&Row> = rows.iter().filter(|r| r.suite == s).collect();
+        let count = |f: &dyn Fn(&Row) -> bool| rs.iter().filter(|r| f(r)).count();
+        let mut times: Vec<f64> = rs.iter().map(|r| r.time).collect();
+        times.sort_by(f64::total_cmp);
+        let median = times.get(times.len() / 2).copied().unwrap_or(0.0);
+        println!(
+            "| {s} | {} | {} | {} | {} | {} | {} | {:.1} | {:.2} |",
+            rs.len(),
+            count(&|r| r.result == "sat" && r.verdict == "correct"),
+            count(&|r| r.result == "unsat" && r.verdict == "correct"),
+            count(&|r| r.verdict == "unsolved" && r.result != "error"),
+            count(&|r| r.result == "error"),
+            count(&|r| r.verdict == "WRONG"),
+            times.iter().sum::<f64>(),
+            median
+        );
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let suites = if args.suites.is_empty() {
+        let mut v: Vec<String> = std::fs::read_dir(&args.benchmarks)
+            .with_context(|| format!("{}", args.benchmarks.display()))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().join("instances.csv").exists())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    } else {
+        args.suites.clone()
+    };
+    let mut rows = Vec::new();
+    for s in &suites {
+        run_suite(&args, s, &mut rows)?;
+    }
+    summary(&rows);
+    if let Some(path) = &args.csv {
+        let mut f = std::fs::File::create(path)?;
+        writeln!(f, "suite,instance_id,onnx,vnnlib,result,time_s,expected,verdict")?;
+        for r in &rows {
+            writeln!(
+                f,
+                "{},{},{},{},{},{:.3},{},{}",
+                r.suite, r.id, r.onnx, r.vnnlib, r.result, r.time, r.expected, r.verdict
+            )?;
+        }
+    }
+    let wrong = rows.iter().filter(|r| r.verdict == "WRONG").count();
+    if wrong > 0 {
+        eprintln!("{wrong} WRONG answer(s)");
+        std::process::exit(1);
+    }
+    Ok(())
+}

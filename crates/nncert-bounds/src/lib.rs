@@ -1,0 +1,643 @@
+//! # nncert-bounds
+//!
+//! Sound bounds on a network's values over an input box: interval bound propagation (IBP) and backward linear
+//! relaxation (CROWN / DeepPoly), for every op of the IR.
+//!
+//! ## Soundness under floating point
+//! Bounds hold for the *real-valued* network with its stored f32 weights. All arithmetic is f64 with
+//! round-to-nearest, and every step adds an explicit, rigorous error term instead of switching rounding modes:
+//! - a computed sum of `K` products differs from the exact one by at most `γ_K · Σ|aᵢ||bᵢ|` with
+//!   `γ_K = K·u / (1 − K·u)`, `u = 2⁻⁵³` (Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1), for any
+//!   summation order and with or without FMA. `K` is taken as the number of elements of the node's operands plus
+//!   its output plus 4, an upper bound on any sum the node performs in either direction.
+//! - the `Σ|aᵢ||bᵢ|` are themselves computed by pushing magnitudes through a copy of the network with absolute
+//!   weights ([`BoundModel`]); those error terms are inflated by 1% to cover their own rounding.
+//! - a result rounded to nearest is moved one ulp outward (`next_down` / `next_up`), which covers the final
+//!   rounding of a sum.
+//! - ReLU relaxation slopes are rounded so that the relaxation stays valid (the upper chord's slope upward).
+//! - `exp`/`tanh` of the platform's libm are within a few ulps: IBP through sigmoid/tanh widens by 2⁻⁴⁴ relative.
+//!
+//! The cost is one extra matrix–vector product per layer (the magnitude pass) and an `O(k·n)` pass per backward
+//! step, negligible next to the matrix products themselves.
+//!
+//! ```
+//! use nncert_bounds::{BoundModel, Method};
+//! use nncert_model::ir::{GraphBuilder, Linear, Op};
+//! use nncert_spec::InputBox;
+//! use ndarray::{arr1, arr2};
+//! let mut b = GraphBuilder::new("x", vec![2]);
+//! let fc = Op::Linear(Linear { weight: arr2(&[[1.0, -1.0]]), bias: Some(arr1(&[0.5])) });
+//! let y = b.push("fc", fc, vec![b.input_id()], None).unwrap();
+//! let g = b.finish(y);
+//! let model = BoundModel::new(&g);
+//! let bounds = model.bounder().node_bounds(&InputBox { lower: vec![0.0, 0.0], upper: vec![1.0, 1.0] }, Method::Crown);
+//! let out = &bounds[g.output_id().0];
+//! assert!(out.lower[0] <= -0.5 && out.lower[0] > -0.5 - 1e-12);
+//! assert!(out.upper[0] >= 1.5 && out.upper[0] < 1.5 + 1e-12);
+//! ```
+
+use nncert_model::eval::Evaluator;
+use nncert_model::ir::{Graph, GraphBuilder, Linear, Op};
+use nncert_spec::InputBox;
+use ndarray::{Array1, Array2, ArrayD, Axis, IxDyn};
+
+const U: f64 = f64::EPSILON / 2.0;
+
+/// `γ_K = K·u / (1 − K·u)`: the relative error bound of a K-term floating-point dot product.
+pub fn gamma(k: usize) -> f64 {
+    let ku = k as f64 * U;
+    // Rounded up generously: the bound only needs to be an over-estimate.
+    (ku / (1.0 - ku)) * (1.0 + 1e-6)
+}
+
+/// Which relaxation to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// Interval bound propagation.
+    Interval,
+    /// Backward linear relaxation (CROWN / DeepPoly) for the output and for every pre-activation.
+    Crown,
+}
+
+impl std::str::FromStr for Method {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ibp" | "interval" => Ok(Method::Interval),
+            "crown" | "deeppoly" => Ok(Method::Crown),
+            _ => Err(format!("unknown bound method '{s}' (expected ibp or crown)")),
+        }
+    }
+}
+
+/// Elementwise bounds of one node's output (one sample, flattened row-major).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeBounds {
+    pub lower: Vec<f64>,
+    pub upper: Vec<f64>,
+}
+
+impl NodeBounds {
+    fn magnitude(&self) -> Vec<f64> {
+        self.lower
+            .iter()
+            .zip(&self.upper)
+            .map(|(l, u)| l.abs().max(u.abs()))
+            .collect()
+    }
+}
+
+/// The network plus the two absolute-value copies that the error terms need. Build once per network.
+pub struct BoundModel {
+    graph: Graph,
+    /// `|W|`, no biases/offsets: pushes radii.
+    abs: Graph,
+    /// `|W|` with `|b|`: pushes magnitudes for rounding-error terms.
+    abs_bias: Graph,
+    /// Per node, the dot-product length bound `K` of [`gamma`].
+    terms: Vec<usize>,
+}
+
+fn abs_op(op: &Op, keep_offsets: bool) -> Op {
+    let abs = |a: &ArrayD<f32>| a.mapv(f32::abs);
+    let abs1 = |a: &Array1<f32>| a.mapv(f32::abs);
+    match op {
+        Op::Linear(l) => Op::Linear(Linear {
+            weight: l.weight.mapv(f32::abs),
+            bias: l.bias.as_ref().filter(|_| keep_offsets).map(abs1),
+        }),
+        Op::Conv(c) => {
+            let mut c = c.clone();
+            c.weight.mapv_inplace(f32::abs);
+            c.bias = c.bias.filter(|_| keep_offsets).map(|b| b.mapv(f32::abs));
+            Op::Conv(c)
+        }
+        Op::ConvTranspose(c) => {
+            let mut c = c.clone();
+            c.weight.mapv_inplace(f32::abs);
+            c.bias = c.bias.filter(|_| keep_offsets).map(|b| b.mapv(f32::abs));
+            Op::ConvTranspose(c)
+        }
+        Op::Affine { scale, shift } => Op::Affine {
+            scale: scale.as_ref().map(abs),
+            shift: shift.as_ref().filter(|_| keep_offsets).map(abs),
+        },
+        Op::Constant(c) => Op::Constant(if keep_offsets {
+            abs(c)
+        } else {
+            c.mapv(|_| 0.0)
+        }),
+        Op::Sub => Op::Add,
+        Op::Pad { pads, value } => Op::Pad {
+            pads: pads.clone(),
+            value: if keep_offsets { value.abs() } else { 0.0 },
+        },
+        other => other.clone(),
+    }
+}
+
+fn rebuild(graph: &Graph, keep_offsets: bool) -> Graph {
+    let input = graph.input();
+    let mut b = GraphBuilder::new(input.name.clone(), input.shape.clone());
+    for n in &graph.nodes()[1..] {
+        b.push(
+            n.name.clone(),
+            abs_op(&n.op, keep_offsets),
+            n.inputs.clone(),
+            Some(n.shape.clone()),
+        )
+        .expect("same shapes as the original graph");
+    }
+    // Nodes are pushed in the same order, so ids are unchanged; `finish` keeps them all (they were all needed).
+    b.finish(graph.output_id())
+}
+
+impl BoundModel {
+    pub fn new(graph: &Graph) -> Self {
+        let terms = graph
+            .nodes()
+            .iter()
+            .map(|n| {
+                n.inputs
+                    .iter()
+                    .map(|j| graph.node(*j).numel())
+                    .sum::<usize>()
+                    + n.numel()
+                    + 4
+            })
+            .collect();
+        BoundModel {
+            graph: graph.clone(),
+            abs: rebuild(graph, false),
+            abs_bias: rebuild(graph, true),
+            terms,
+        }
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Evaluators over this model; make one per thread and reuse it.
+    pub fn bounder(&self) -> Bounder<'_> {
+        Bounder {
+            model: self,
+            exact: Evaluator::new(&self.graph),
+            abs: Evaluator::new(&self.abs),
+            abs_bias: Evaluator::new(&self.abs_bias),
+        }
+    }
+}
+
+/// Computes bounds for one [`BoundModel`].
+pub struct Bounder<'m> {
+    model: &'m BoundModel,
+    exact: Evaluator<'m, f64>,
+    abs: Evaluator<'m, f64>,
+    abs_bias: Evaluator<'m, f64>,
+}
+
+fn batch1(v: &[f64], shape: &[usize]) -> ArrayD<f64> {
+    let mut s = vec![1];
+    s.extend(shape);
+    ArrayD::from_shape_vec(IxDyn(&s), v.to_vec()).expect("sizes agree")
+}
+
+fn is_relaxed_nonlinear(op: &Op) -> bool {
+    !op.is_affine()
+}
+
+/// Widening for results of libm's exp/tanh (a few ulps), relative plus a tiny absolute term.
+fn widen(v: f64, down: bool) -> f64 {
+    let d = v.abs() * 2f64.powi(-44) + 1e-300;
+    if down { v - d } else { v + d }
+}
+
+impl Bounder<'_> {
+    fn graph(&self) -> &Graph {
+        &self.model.graph
+    }
+
+    /// Bounds of every node over `input`. With [`Method::Crown`], every input of a nonlinear op (and the output)
+    /// is bounded by backward relaxation too, and the tighter of the two bounds is kept.
+    pub fn node_bounds(&self, input: &InputBox, method: Method) -> Vec<NodeBounds> {
+        let g = self.graph();
+        let nodes = g.nodes();
+        let mut needs_crown = vec![false; nodes.len()];
+        if method == Method::Crown {
+            for n in nodes {
+                if is_relaxed_nonlinear(&n.op) {
+                    for j in &n.inputs {
+                        needs_crown[j.0] = true;
+                    }
+                }
+            }
+            needs_crown[g.output_id().0] = true;
+        }
+        let mut bounds: Vec<NodeBounds> = Vec::with_capacity(nodes.len());
+        bounds.push(NodeBounds {
+            lower: input.lower.clone(),
+            upper: input.upper.clone(),
+        });
+        for i in 1..nodes.len() {
+            let mut b = self.interval_step(i, &bounds);
+            // Affine nodes right after the input are already exact up to rounding; skip the backward pass there.
+            let direct = nodes[i].inputs.iter().all(|j| j.0 == 0) && nodes[i].op.is_affine();
+            if needs_crown[i] && !direct && !matches!(nodes[i].op, Op::Constant(_)) {
+                let c = self.crown_node(i, &bounds);
+                for k in 0..b.lower.len() {
+                    b.lower[k] = b.lower[k].max(c.lower[k]);
+                    b.upper[k] = b.upper[k].min(c.upper[k]);
+                }
+            }
+            bounds.push(b);
+        }
+        bounds
+    }
+
+    /// Lower bounds of `c·y` (rows of `c`, `y` = the network output) over `input`, given node bounds.
+    pub fn output_lower(&self, c: &Array2<f64>, bounds: &[NodeBounds]) -> Vec<f64> {
+        self.backward(self.graph().output_id().0, c.clone(), bounds)
+    }
+
+    /// IBP through node `i` from its operands' bounds.
+    fn interval_step(&self, i: usize, bounds: &[NodeBounds]) -> NodeBounds {
+        let g = self.graph();
+        let node = g.node(nncert_model::NodeId(i));
+        let ins: Vec<&NodeBounds> = node.inputs.iter().map(|j| &bounds[j.0]).collect();
+        let monotone = |f: &dyn Fn(f64) -> f64, wide: bool| {
+            let w = |v: f64, down: bool| if wide { widen(v, down) } else { v };
+            NodeBounds {
+                lower: ins[0].lower.iter().map(|&v| w(f(v), true)).collect(),
+                upper: ins[0].upper.iter().map(|&v| w(f(v), false)).collect(),
+            }
+        };
+        match &node.op {
+            Op::Input => unreachable!("node 0"),
+            Op::Relu => monotone(&|v| v.max(0.0), false),
+            Op::LeakyRelu { alpha } => {
+                let a = *alpha as f64;
+                // a·v is rounded: move outward by one ulp where it is used.
+                NodeBounds {
+                    lower: ins[0]
+                        .lower
+                        .iter()
+                        .map(|&v| if v >= 0.0 { v } else { (a * v).next_down() })
+                        .collect(),
+                    upper: ins[0]
+                        .upper
+                        .iter()
+                        .map(|&v| if v >= 0.0 { v } else { (a * v).next_up() })
+                        .collect(),
+                }
+            }
+            Op::Sigmoid => {
+                let mut b = monotone(&|v| 1.0 / (1.0 + (-v).exp()), true);
+                b.lower.iter_mut().for_each(|v| *v = v.max(0.0));
+                b.upper.iter_mut().for_each(|v| *v = v.min(1.0));
+                b
+            }
+            Op::Tanh => {
+                let mut b = monotone(&f64::tanh, true);
+                b.lower.iter_mut().for_each(|v| *v = v.max(-1.0));
+                b.upper.iter_mut().for_each(|v| *v = v.min(1.0));
+                b
+            }
+            Op::Clip { min, max } => {
+                let (lo, hi) = (*min as f64, *max as f64);
+                monotone(&|v| v.max(lo).min(hi), false)
+            }
+            Op::MaxPool(_) => {
+                // Max is monotone in every argument and exact in floating point.
+                let l = self.exact.node_forward(i, &[&batch1(&ins[0].lower, &g.node(node.inputs[0]).shape)], 1);
+                let u = self.exact.node_forward(i, &[&batch1(&ins[0].upper, &g.node(node.inputs[0]).shape)], 1);
+                NodeBounds {
+                    lower: l.into_iter().collect(),
+                    upper: u.into_iter().collect(),
+                }
+            }
+            Op::Softmax { .. } => {
+                // Each output lies in [0, 1]; a sharper bound needs the sum's bounds (CROWN handles the rest).
+                let l = ins[0].lower.clone();
+                let u = ins[0].upper.clone();
+                let shape = &g.node(node.inputs[0]).shape;
+                // softmax_i ≥ exp(l_i) / (exp(l_i) + Σ_{j≠i} exp(u_j)) along the axis: evaluate by substitution.
+                let lo = self.softmax_bound(i, &l, &u, shape, true);
+                let hi = self.softmax_bound(i, &u, &l, shape, false);
+                // Sums of up to thousands of exponentials: widen by 2⁻⁴⁰ relative (≥ γ_n for n ≤ 8000).
+                let w = 2f64.powi(-40);
+                NodeBounds {
+                    lower: lo.into_iter().map(|v| (v - v.abs() * w - 1e-300).max(0.0)).collect(),
+                    upper: hi.into_iter().map(|v| (v + v.abs() * w + 1e-300).min(1.0)).collect(),
+                }
+            }
+            _ => self.affine_interval(i, &ins),
+        }
+    }
+
+    /// softmax_i with x_i taken from `own` and the other elements from `others` (a monotone substitution).
+    fn softmax_bound(&self, i: usize, own: &[f64], others: &[f64], shape: &[usize], _lower: bool) -> Vec<f64> {
+        let Op::Softmax { axis } = &self.graph().node(nncert_model::NodeId(i)).op else {
+            unreachable!()
+        };
+        let own_a = batch1(own, shape);
+        let oth_a = batch1(others, shape);
+        let mut out = own_a.clone();
+        for ((mut o, a), b) in out
+            .lanes_mut(Axis(axis + 1))
+            .into_iter()
+            .zip(own_a.lanes(Axis(axis + 1)))
+            .zip(oth_a.lanes(Axis(axis + 1)))
+        {
+            let m = a.iter().chain(b.iter()).fold(f64::NEG_INFINITY, |x, &y| x.max(y));
+            let exps: Vec<f64> = b.iter().map(|&v| (v - m).exp()).collect();
+            for k in 0..o.len() {
+                let e = (a[k] - m).exp();
+                // Summed directly (not total minus own term), which would cancel catastrophically.
+                let rest: f64 = exps
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != k)
+                    .map(|(_, v)| v)
+                    .sum();
+                o[k] = e / (e + rest);
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// IBP through an affine node: centre and radius, plus the rounding-error term.
+    fn affine_interval(&self, i: usize, ins: &[&NodeBounds]) -> NodeBounds {
+        let g = self.graph();
+        let node = g.node(nncert_model::NodeId(i));
+        let mut centers = Vec::new();
+        let mut radii = Vec::new();
+        let mut mags = Vec::new();
+        for (j, b) in node.inputs.iter().zip(ins) {
+            let shape = &g.node(*j).shape;
+            let c: Vec<f64> = b
+                .lower
+                .iter()
+                .zip(&b.upper)
+                .map(|(l, u)| l + (u - l) / 2.0)
+                .collect();
+            let r: Vec<f64> = b
+                .lower
+                .iter()
+                .zip(&b.upper)
+                .zip(&c)
+                .map(|((l, u), c)| (u - c).max(c - l).next_up())
+                .collect();
+            let m: Vec<f64> = c.iter().map(|v| v.abs()).collect();
+            centers.push(batch1(&c, shape));
+            radii.push(batch1(&r, shape));
+            mags.push(batch1(&m, shape));
+        }
+        let cr: Vec<&ArrayD<f64>> = centers.iter().collect();
+        let rr: Vec<&ArrayD<f64>> = radii.iter().collect();
+        let mr: Vec<&ArrayD<f64>> = mags.iter().collect();
+        let yc = self.exact.node_forward(i, &cr, 1);
+        let yr = self.abs.node_forward(i, &rr, 1);
+        let ym = self.abs_bias.node_forward(i, &mr, 1);
+        let gam = gamma(self.model.terms[i]);
+        let mut lower = Vec::with_capacity(yc.len());
+        let mut upper = Vec::with_capacity(yc.len());
+        for ((c, r), m) in yc.iter().zip(yr.iter()).zip(ym.iter()) {
+            // |exact − computed| ≤ γ(|W||c| + |b|) for the centre and ≤ γ|W|r for the radius.
+            let err = gam * (m + r) * 1.01 + 1e-300;
+            let rad = (r + err).next_up();
+            lower.push((c - rad).next_down());
+            upper.push((c + rad).next_up());
+        }
+        NodeBounds { lower, upper }
+    }
+
+    /// CROWN bounds of node `i` itself (lower and upper of every element).
+    fn crown_node(&self, i: usize, bounds: &[NodeBounds]) -> NodeBounds {
+        let n = self.graph().node(nncert_model::NodeId(i)).numel();
+        // Rows in chunks so that memory stays bounded on wide layers.
+        let chunk = 256usize;
+        let mut lower = vec![f64::NEG_INFINITY; n];
+        let mut upper = vec![f64::INFINITY; n];
+        let mut start = 0;
+        while start < n {
+            let end = (start + chunk).min(n);
+            let k = end - start;
+            let mut lam = Array2::<f64>::zeros((2 * k, n));
+            for r in 0..k {
+                lam[[r, start + r]] = 1.0;
+                lam[[k + r, start + r]] = -1.0;
+            }
+            let res = self.backward(i, lam, bounds);
+            for r in 0..k {
+                lower[start + r] = res[r];
+                upper[start + r] = -res[k + r];
+            }
+            start = end;
+        }
+        NodeBounds { lower, upper }
+    }
+
+    /// Lower bound of `lam · z_start` over the input box: backward linear relaxation from node `start`.
+    /// `bounds` must hold bounds for every node before `start`.
+    fn backward(&self, start: usize, lam: Array2<f64>, bounds: &[NodeBounds]) -> Vec<f64> {
+        let g = self.graph();
+        let nodes = g.nodes();
+        let k = lam.nrows();
+        let mut lams: Vec<Option<ArrayD<f64>>> = vec![None; start + 1];
+        let mut shape = vec![k];
+        shape.extend(&nodes[start].shape);
+        lams[start] = Some(lam.into_shape_with_order(IxDyn(&shape)).expect("row length is the node size"));
+        // The running constant and the accumulated rounding-error bound, per row.
+        let mut d = vec![0.0f64; k];
+        let mut err = vec![0.0f64; k];
+        let add_const = |d: &mut [f64], err: &mut [f64], r: usize, term: f64| {
+            d[r] += term;
+            err[r] += U * d[r].abs();
+        };
+        for i in (0..=start).rev() {
+            let Some(lam_i) = lams[i].take() else { continue };
+            let rows = |a: &ArrayD<f64>| -> Array2<f64> {
+                let n = a.len() / k;
+                a.view().into_shape_with_order((k, n)).expect("standard layout").to_owned()
+            };
+            let node = &nodes[i];
+            if i == 0 {
+                let l2 = rows(&lam_i);
+                let b = &bounds[0];
+                let gam = gamma(b.lower.len() + 2);
+                let mut out = vec![0.0; k];
+                for (r, row) in l2.rows().into_iter().enumerate() {
+                    let mut s = 0.0;
+                    let mut mag = 0.0;
+                    for ((&a, &lo), &hi) in row.iter().zip(&b.lower).zip(&b.upper) {
+                        s += if a >= 0.0 { a * lo } else { a * hi };
+                        mag += a.abs() * lo.abs().max(hi.abs());
+                    }
+                    let total = (s + d[r]).next_down();
+                    let e = (err[r] + gam * mag) * 1.01 + U * total.abs();
+                    out[r] = (total - e).next_down();
+                }
+                return out;
+            }
+            match &node.op {
+                Op::Constant(c) => {
+                    let l2 = rows(&lam_i);
+                    let cv: Vec<f64> = c.iter().map(|&v| v as f64).collect();
+                    let gam = gamma(cv.len() + 2);
+                    for (r, row) in l2.rows().into_iter().enumerate() {
+                        let t: f64 = row.iter().zip(&cv).map(|(a, c)| a * c).sum();
+                        let m: f64 = row.iter().zip(&cv).map(|(a, c)| (a * c).abs()).sum();
+                        add_const(&mut d, &mut err, r, t);
+                        err[r] += gam * m * 1.01;
+                    }
+                }
+                Op::Relu | Op::LeakyRelu { .. } => {
+                    let alpha = match node.op {
+                        Op::LeakyRelu { alpha } => alpha as f64,
+                        _ => 0.0,
+                    };
+                    let j = node.inputs[0].0;
+                    let pre = &bounds[j];
+                    let mut l2 = rows(&lam_i);
+                    let n = l2.ncols();
+                    // Per element: lower slope (for λ ≥ 0), upper slope and intercept (for λ < 0).
+                    let mut lo_slope = vec![0.0; n];
+                    let mut up_slope = vec![0.0; n];
+                    let mut up_icpt = vec![0.0; n];
+                    for e in 0..n {
+                        let (l, u) = (pre.lower[e], pre.upper[e]);
+                        if l >= 0.0 {
+                            lo_slope[e] = 1.0;
+                            up_slope[e] = 1.0;
+                        } else if u <= 0.0 {
+                            lo_slope[e] = alpha;
+                            up_slope[e] = alpha;
+                        } else {
+                            // Chord through (l, αl) and (u, u): slope (u − αl)/(u − l), rounded up; it stays
+                            // above the function on [l, u] since it pivots at the left end.
+                            let s = ((u - alpha * l).next_up() / (u - l).next_down()).next_up();
+                            up_slope[e] = s.min(1.0).max(alpha);
+                            // Intercept at ẑ = 0 from the left pivot: αl − s·l = (s − α)(−l) ≥ 0, rounded up.
+                            up_icpt[e] = ((up_slope[e] - alpha).next_up() * (-l)).next_up();
+                            lo_slope[e] = if u >= -l { 1.0 } else { alpha };
+                        }
+                    }
+                    let mag = pre.magnitude();
+                    for (r, mut row) in l2.rows_mut().into_iter().enumerate() {
+                        let mut c = 0.0;
+                        let mut e_abs = 0.0;
+                        for (e, a) in row.iter_mut().enumerate() {
+                            let lam = *a;
+                            if lam >= 0.0 {
+                                *a = lam * lo_slope[e];
+                            } else {
+                                *a = lam * up_slope[e];
+                                c += lam * up_icpt[e];
+                                e_abs += (lam * up_icpt[e]).abs();
+                            }
+                            e_abs += (lam.abs() * mag[e]) * 1.01;
+                        }
+                        add_const(&mut d, &mut err, r, c);
+                        // Products rounded once each (u), sum of n terms (γ_n).
+                        err[r] += gamma(n + 2) * e_abs * 1.01;
+                    }
+                    self.accumulate(&mut lams, &mut err, j, l2, bounds);
+                }
+                op if !op.is_affine() => {
+                    // Constant relaxation from the node's own bounds (sound for any op; tighter relaxations for
+                    // sigmoid, tanh and max-pool come with α-CROWN).
+                    let b = &bounds[i];
+                    let l2 = rows(&lam_i);
+                    for (r, row) in l2.rows().into_iter().enumerate() {
+                        let mut c = 0.0;
+                        let mut m = 0.0;
+                        for ((&a, &lo), &hi) in row.iter().zip(&b.lower).zip(&b.upper) {
+                            let t = if a >= 0.0 { a * lo } else { a * hi };
+                            c += t;
+                            m += t.abs();
+                        }
+                        add_const(&mut d, &mut err, r, c);
+                        err[r] += gamma(row.len() + 2) * m * 1.01;
+                    }
+                }
+                _ => {
+                    // Affine node: z_i = J(operands) + offset. λ·z_i = (λJ)·operands + λ·offset.
+                    let ins_dummy: Vec<ArrayD<f64>> = node
+                        .inputs
+                        .iter()
+                        .map(|j| {
+                            let mut s = vec![k];
+                            s.extend(&nodes[j.0].shape);
+                            ArrayD::zeros(IxDyn(&s))
+                        })
+                        .collect();
+                    let refs: Vec<&ArrayD<f64>> = ins_dummy.iter().collect();
+                    // The offset J(0) + b and the magnitude pass |J|·m_in + |b|, one sample each.
+                    let zeros1: Vec<ArrayD<f64>> = node
+                        .inputs
+                        .iter()
+                        .map(|j| batch1(&vec![0.0; nodes[j.0].numel()], &nodes[j.0].shape))
+                        .collect();
+                    let zr: Vec<&ArrayD<f64>> = zeros1.iter().collect();
+                    let offset: Vec<f64> = self.exact.node_forward(i, &zr, 1).into_iter().collect();
+                    let mags1: Vec<ArrayD<f64>> = node
+                        .inputs
+                        .iter()
+                        .map(|j| batch1(&bounds[j.0].magnitude(), &nodes[j.0].shape))
+                        .collect();
+                    let mr: Vec<&ArrayD<f64>> = mags1.iter().collect();
+                    let ymag: Vec<f64> = self.abs_bias.node_forward(i, &mr, 1).into_iter().collect();
+                    let gam = gamma(self.model.terms[i]);
+                    let l2 = rows(&lam_i);
+                    let has_offset = offset.iter().any(|&v| v != 0.0);
+                    for (r, row) in l2.rows().into_iter().enumerate() {
+                        if has_offset {
+                            let t: f64 = row.iter().zip(&offset).map(|(a, o)| a * o).sum();
+                            add_const(&mut d, &mut err, r, t);
+                        }
+                        // |λJ − fl(λJ)|·|operands| + |λ·offset − fl(λ·offset)| ≤ γ·|λ|·(|J| m + |offset|).
+                        let m: f64 = row.iter().zip(&ymag).map(|(a, v)| a.abs() * v).sum();
+                        err[r] += gam * m * 1.01;
+                    }
+                    let y_dummy = ArrayD::zeros(lam_i.raw_dim());
+                    let grads = self.exact.node_backward(i, &refs, &y_dummy, lam_i);
+                    for (j, gj) in node.inputs.iter().zip(grads) {
+                        let g2 = rows(&gj);
+                        self.accumulate(&mut lams, &mut err, j.0, g2, bounds);
+                    }
+                }
+            }
+        }
+        unreachable!("the backward pass ends at the input node")
+    }
+
+    /// Adds `g` (rows of coefficients on node `j`) to the running coefficients of `j`.
+    fn accumulate(
+        &self,
+        lams: &mut [Option<ArrayD<f64>>],
+        err: &mut [f64],
+        j: usize,
+        g: Array2<f64>,
+        bounds: &[NodeBounds],
+    ) {
+        let k = g.nrows();
+        let mut shape = vec![k];
+        shape.extend(&self.graph().node(nncert_model::NodeId(j)).shape);
+        let g = g.into_shape_with_order(IxDyn(&shape)).expect("sizes agree");
+        match &mut lams[j] {
+            Some(acc) => {
+                *acc += &g;
+                // Each sum rounded once: |error| ≤ u·|sum| per element, times the node's magnitude.
+                let mag = bounds[j].magnitude();
+                let n = mag.len();
+                let a2 = acc.view().into_shape_with_order((k, n)).expect("standard layout");
+                for (r, row) in a2.rows().into_iter().enumerate() {
+                    let m: f64 = row.iter().zip(&mag).map(|(a, m)| a.abs() * m).sum();
+                    err[r] += 2.0 * U * m * 1.01;
+                }
+            }
+            slot @ None => *slot = Some(g),
+        }
+    }
+}

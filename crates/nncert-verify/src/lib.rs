@@ -1,0 +1,121 @@
+//! # nncert-verify
+//!
+//! Verification engines over the IR of `nncert-model` and the properties of `nncert-spec`. For now: the
+//! falsifier ([`falsify`]) and counterexample checking ([`check`]); no engine here ever answers `unsat` yet.
+//!
+//! ```no_run
+//! use nncert_verify::{verify, VerifyOptions, Verdict};
+//! let graph = nncert_model::load_model("net.onnx".as_ref())?;
+//! let prop = nncert_spec::parse_file("prop.vnnlib".as_ref())?;
+//! let result = verify(&graph, &prop, &VerifyOptions::default());
+//! if let Verdict::Sat(cex) = &result.verdict { println!("{:?}", cex.input); }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod check;
+pub mod falsify;
+
+pub use check::Counterexample;
+
+use nncert_model::Graph;
+use nncert_spec::Property;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+/// The answer to "does a counterexample exist?".
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// The property holds on the whole input region (proved by `method`).
+    Unsat { method: String },
+    /// A checked counterexample.
+    Sat(Box<Counterexample>),
+    /// The engines ran to completion without deciding.
+    Unknown,
+    /// The time budget ran out.
+    Timeout,
+}
+
+impl Verdict {
+    /// The VNN-COMP word for this verdict.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Verdict::Unsat { .. } => "unsat",
+            Verdict::Sat(_) => "sat",
+            Verdict::Unknown => "unknown",
+            Verdict::Timeout => "timeout",
+        }
+    }
+
+    /// Process exit code: 0 unsat (proved), 1 sat, 2 unknown or timeout.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Verdict::Unsat { .. } => 0,
+            Verdict::Sat(_) => 1,
+            Verdict::Unknown | Verdict::Timeout => 2,
+        }
+    }
+}
+
+/// Budget and seed of a verification run.
+#[derive(Clone, Debug)]
+pub struct VerifyOptions {
+    pub timeout: Duration,
+    pub seed: u64,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            timeout: Duration::from_secs(60),
+            seed: 0,
+        }
+    }
+}
+
+/// A verdict with what it cost.
+#[derive(Clone, Debug)]
+pub struct VerifyResult {
+    pub verdict: Verdict,
+    pub elapsed: Duration,
+    /// Smallest property margin the falsifier reached (≤ 0: counterexample).
+    pub best_margin: f64,
+    pub evaluations: u64,
+}
+
+/// Runs the engines available on `property` within `options.timeout`.
+pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> VerifyResult {
+    let start = Instant::now();
+    let cfg = falsify::FalsifierConfig::new(options.seed, start + options.timeout);
+    let outcome = falsify::falsify(graph, property, &cfg);
+    let verdict = match outcome.counterexample {
+        Some(c) => Verdict::Sat(Box::new(c)),
+        None if property.cases.is_empty() => Verdict::Unsat {
+            method: "empty input region".into(),
+        },
+        None => Verdict::Timeout,
+    };
+    VerifyResult {
+        verdict,
+        elapsed: start.elapsed(),
+        best_margin: outcome.best_margin,
+        evaluations: outcome.evaluations,
+    }
+}
+
+/// The VNN-COMP result file: the verdict word, and after `sat` the counterexample as
+/// `((X_0 v) ... (Y_0 v) ...)` with the f64 outputs.
+pub fn vnncomp_result(verdict: &Verdict) -> String {
+    let mut s = format!("{}\n", verdict.word());
+    if let Verdict::Sat(c) = verdict {
+        s.push('(');
+        for (i, v) in c.input.iter().enumerate() {
+            let _ = writeln!(s, "(X_{i} {v:e})");
+        }
+        for (j, v) in c.output_f64.iter().enumerate() {
+            let _ = write!(s, "(Y_{j} {v:e})");
+            s.push(if j + 1 == c.output_f64.len() { ')' } else { '\n' });
+        }
+        s.push('\n');
+    }
+    s
+}

@@ -1,0 +1,153 @@
+//! `nncert`: robustness assessment of neural networks. The binary is thin: it parses arguments, calls the
+//! library crates and maps results to output files and exit codes.
+
+mod io;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use nncert_verify::{Verdict, VerifyOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  unsat: the property is proved (no counterexample exists)
+  1  sat: a counterexample was found and checked
+  2  unknown or timeout
+  3  error (bad arguments, unreadable or unsupported model or property)";
+
+/// Robustness assessment of neural networks (ISO/IEC 24029): formal verification, testing, evidence.
+#[derive(Parser, Debug)]
+#[command(name = "nncert", version, about, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Summarize a model: inputs, outputs, operations, parameters, and which ops nncert supports.
+    Inspect {
+        /// The model (.onnx or .nnet).
+        model: PathBuf,
+        /// Also print the canonical IR, one node per line.
+        #[arg(long)]
+        graph: bool,
+    },
+    /// Evaluate a model on inputs from a .npy file ([N, ...] or one sample) and print or save the outputs.
+    Eval {
+        /// The model (.onnx or .nnet).
+        model: PathBuf,
+        /// Inputs: a .npy array of f32 or f64, N samples of the model's input size.
+        #[arg(long, short)]
+        input: PathBuf,
+        /// Write the outputs here as .npy ([N, output size]) instead of printing them.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Evaluate in f64 instead of f32.
+        #[arg(long)]
+        f64: bool,
+    },
+    /// Decide a VNN-LIB property: sat (counterexample found and re-checked), unsat (proved) or unknown.
+    ///
+    /// Today `verify` runs the falsifier only (random sampling and PGD on the property margin, seeded), so it
+    /// answers sat or timeout; it never claims unsat without a proof.
+    #[command(after_help = EXIT_CODES)]
+    Verify {
+        /// The model (.onnx or .nnet).
+        model: PathBuf,
+        /// The property (.vnnlib): the assertions describe the bad case.
+        property: PathBuf,
+        /// Time budget in seconds.
+        #[arg(long, default_value_t = 60.0)]
+        timeout: f64,
+        /// Write a VNN-COMP result file here (written atomically).
+        #[arg(long)]
+        result_file: Option<PathBuf>,
+        /// Seed of every random choice; the same seed gives the same answer.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 3 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Inspect { model, graph } => io::inspect(&model, graph).map(|_| 0),
+        Command::Eval {
+            model,
+            input,
+            output,
+            f64,
+        } => io::eval(&model, &input, output.as_deref(), f64).map(|_| 0),
+        Command::Verify {
+            model,
+            property,
+            timeout,
+            result_file,
+            seed,
+        } => {
+            if !(timeout.is_finite() && timeout > 0.0) {
+                anyhow::bail!("--timeout must be a positive number of seconds, got {timeout}");
+            }
+            let graph = nncert_model::load_model(&model)?;
+            let prop = nncert_spec::parse_file(&property)?;
+            prop.check_dims(graph.input_size(), graph.output_size())
+                .with_context(|| {
+                    format!(
+                        "property {} does not fit model {}",
+                        property.display(),
+                        model.display()
+                    )
+                })?;
+            let opts = VerifyOptions {
+                timeout: Duration::from_secs_f64(timeout),
+                seed,
+            };
+            let result = nncert_verify::verify(&graph, &prop, &opts);
+            let text = nncert_verify::vnncomp_result(&result.verdict);
+            if let Some(path) = &result_file {
+                io::write_atomically(path, text.as_bytes())?;
+            }
+            print!("{text}");
+            match &result.verdict {
+                Verdict::Sat(c) => eprintln!(
+                    "counterexample in case {} checked: margin {:.3e} (f32), {:.3e} (f64); {:.2} s",
+                    c.case,
+                    c.margin_f32,
+                    c.margin_f64,
+                    result.elapsed.as_secs_f64()
+                ),
+                Verdict::Unsat { method } => {
+                    eprintln!("proved by {method}; {:.2} s", result.elapsed.as_secs_f64())
+                }
+                Verdict::Unknown | Verdict::Timeout => eprintln!(
+                    "no counterexample found in {:.2} s ({} evaluations, best margin {:.4e}); \
+                     not proved either (no proof engine ran)",
+                    result.elapsed.as_secs_f64(),
+                    result.evaluations,
+                    result.best_margin
+                ),
+            }
+            Ok(result.verdict.exit_code() as u8)
+        }
+    }
+}
