@@ -243,7 +243,9 @@ impl Bounder<'_> {
             let mut b = self.interval_step(i, &bounds);
             // Affine nodes right after the input are already exact up to rounding; skip the backward pass there.
             let direct = nodes[i].inputs.iter().all(|j| j.0 == 0) && nodes[i].op.is_affine();
-            if needs_crown[i] && !direct && !matches!(nodes[i].op, Op::Constant(_)) {
+            // Nonlinear nodes gain nothing over IBP from their exact inputs' bounds, so only affine ones are refined.
+            let refine = nodes[i].op.is_affine() && !matches!(nodes[i].op, Op::Constant(_));
+            if needs_crown[i] && !direct && refine {
                 let c = self.crown_node(i, &bounds);
                 for k in 0..b.lower.len() {
                     b.lower[k] = b.lower[k].max(c.lower[k]);
@@ -456,7 +458,15 @@ impl Bounder<'_> {
             err[r] += U * d[r].abs();
         };
         for i in (0..=start).rev() {
-            let Some(lam_i) = lams[i].take() else { continue };
+            let Some(lam_i) = lams[i].take() else {
+                if i == 0 {
+                    // Nothing depends on the input (constant relaxations all the way): the constant is the bound.
+                    return (0..k)
+                        .map(|r| (d[r] - (err[r] * 1.01 + U * d[r].abs())).next_down())
+                        .collect();
+                }
+                continue;
+            };
             let rows = |a: &ArrayD<f64>| -> Array2<f64> {
                 let n = a.len() / k;
                 a.view().into_shape_with_order((k, n)).expect("standard layout").to_owned()

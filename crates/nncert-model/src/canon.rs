@@ -198,11 +198,9 @@ impl Work {
             }
         }
         let mut uses = vec![0; n];
-        for i in 0..n {
-            if live[i] {
-                for &j in &self.nodes[i].inputs {
-                    uses[j] += 1;
-                }
+        for (node, _) in self.nodes.iter().zip(&live).filter(|(_, l)| **l) {
+            for &j in &node.inputs {
+                uses[j] += 1;
             }
         }
         uses[self.output] += 1;

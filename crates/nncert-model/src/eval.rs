@@ -359,7 +359,8 @@ impl<'g, T: Real> Evaluator<'g, T> {
             .iter()
             .map(|n| match &n.op {
                 Op::Linear(l) => Params::Linear {
-                    weight_t: l.weight.t().mapv(T::from_f32),
+                    // Row-major [in, out], so that products come out row-major too.
+                    weight_t: l.weight.t().as_standard_layout().mapv(T::from_f32),
                     bias: l.bias.as_ref().map(conv_arr),
                 },
                 Op::Conv(c) => Params::Conv {
@@ -511,8 +512,7 @@ impl<'g, T: Real> Evaluator<'g, T> {
                 if let Some(b) = bias {
                     y += b;
                 }
-                y.into_shape_with_order(IxDyn(&out_shape))
-                    .expect("sizes agree")
+                into_shape_std(y, &out_shape)
             }
             (Op::Conv(c), Params::Conv { weight, bias }) => {
                 let geom = conv_geom(c, &ins[0].shape()[1..], &node.shape);
@@ -632,7 +632,12 @@ impl<'g, T: Real> Evaluator<'g, T> {
             (op, _) => unreachable!("parameters prepared for {}", op.kind()),
         };
         debug_assert_eq!(y.shape(), &out_shape[..], "node {}", node.name);
-        y
+        // Every activation is kept row-major: reshapes and flat views rely on it.
+        if y.is_standard_layout() {
+            y
+        } else {
+            y.as_standard_layout().into_owned()
+        }
     }
 
     fn pool(
@@ -690,11 +695,8 @@ impl<'g, T: Real> Evaluator<'g, T> {
                     .view()
                     .into_shape_with_order((g.len() / m, m))
                     .expect("standard layout");
-                vec![
-                    g2.dot(&weight_t.t())
-                        .into_shape_with_order(ins[0].raw_dim())
-                        .unwrap_or_else(|_| unreachable!("{k} inputs")),
-                ]
+                debug_assert_eq!(k, ins[0].shape()[ins[0].ndim() - 1]);
+                vec![into_shape_std(g2.dot(&weight_t.t()), ins[0].shape())]
             }
             (Op::Conv(c), Params::Conv { weight, .. }) => {
                 let geom = conv_geom(c, &ins[0].shape()[1..], &node.shape);
@@ -905,6 +907,17 @@ impl<'g, T: Real> Evaluator<'g, T> {
         })
         .collect()
     }
+}
+
+/// Reshapes a matrix product to `shape`. Products of thin matrices may come out column-major (ndarray picks
+/// column-major when both factors are, which a single row or column is), so the layout is normalized first.
+fn into_shape_std<T: Real>(y: Array2<T>, shape: &[usize]) -> ArrayD<T> {
+    let y = if y.is_standard_layout() {
+        y
+    } else {
+        y.as_standard_layout().into_owned()
+    };
+    y.into_shape_with_order(IxDyn(shape)).expect("sizes agree")
 }
 
 /// The adjoint of `select(axis, idx)`: a zero array with `len` entries on `axis`, `g`'s slices added at `idx`.

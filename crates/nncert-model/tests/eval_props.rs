@@ -93,7 +93,9 @@ fn ref_pool(x: &[f64], s: &[usize], out: &[usize], p: &Pool, kind: PoolKind) -> 
                             in_padded += 1;
                         }
                         if i >= 0 && i < h && j >= 0 && j < w {
-                            vals.push(x[(plane * h as usize + i as usize) * w as usize + j as usize]);
+                            vals.push(
+                                x[(plane * h as usize + i as usize) * w as usize + j as usize],
+                            );
                         }
                     }
                 }
@@ -101,7 +103,11 @@ fn ref_pool(x: &[f64], s: &[usize], out: &[usize], p: &Pool, kind: PoolKind) -> 
                 y.push(match kind {
                     PoolKind::Max => vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
                     PoolKind::Avg { count_include_pad } => {
-                        let d = if count_include_pad { in_padded } else { vals.len() };
+                        let d = if count_include_pad {
+                            in_padded
+                        } else {
+                            vals.len()
+                        };
                         vals.iter().sum::<f64>() / d as f64
                     }
                 });
@@ -215,7 +221,8 @@ fn ref_node(op: &Op, ins: &[(&[usize], &[f64])], out: &[usize]) -> Vec<f64> {
                                             continue;
                                         }
                                         y[((l * co + grp * mg + mo) * oh + i as usize) * ow
-                                            + j as usize] += xv * c.weight[[cin, mo, ki, kj]] as f64;
+                                            + j as usize] +=
+                                            xv * c.weight[[cin, mo, ki, kj]] as f64;
                                     }
                                 }
                             }
@@ -378,7 +385,12 @@ fn reference_all(g: &Graph, x: &[f64]) -> Vec<Vec<f64>> {
                 ref_node(&node.op, &ins, &node.shape)
             }
         };
-        assert_eq!(y.len(), node.numel(), "reference size for node {}", node.name);
+        assert_eq!(
+            y.len(),
+            node.numel(),
+            "reference size for node {}",
+            node.name
+        );
         vals.push(y);
     }
     vals
@@ -393,8 +405,13 @@ fn prefix_graph(g: &Graph, k: usize) -> Graph {
     let nodes = g.nodes();
     let mut b = GraphBuilder::new(nodes[0].name.clone(), nodes[0].shape.clone());
     for n in &nodes[1..=k] {
-        b.push(n.name.clone(), n.op.clone(), n.inputs.clone(), Some(n.shape.clone()))
-            .expect("a valid graph's nodes rebuild");
+        b.push(
+            n.name.clone(),
+            n.op.clone(),
+            n.inputs.clone(),
+            Some(n.shape.clone()),
+        )
+        .expect("a valid graph's nodes rebuild");
     }
     b.finish(NodeId(k))
 }
@@ -659,8 +676,15 @@ impl Gen {
                     kernel = [self.int(1, 3), self.int(1, 3)];
                     strides = [self.int(1, 2), self.int(1, 2)];
                     dil = [self.int(1, 2), self.int(1, 2)];
-                    pads = [self.int(0, 2), self.int(0, 2), self.int(0, 2), self.int(0, 2)];
-                    let fits = |ax: usize, n: usize| n + pads[ax] + pads[ax + 2] > dil[ax] * (kernel[ax] - 1);
+                    pads = [
+                        self.int(0, 2),
+                        self.int(0, 2),
+                        self.int(0, 2),
+                        self.int(0, 2),
+                    ];
+                    let fits = |ax: usize, n: usize| {
+                        n + pads[ax] + pads[ax + 2] > dil[ax] * (kernel[ax] - 1)
+                    };
                     if fits(0, h) && fits(1, w) {
                         break;
                     }
@@ -692,9 +716,15 @@ impl Gen {
                 let strides = [self.int(1, 2), self.int(1, 2)];
                 let dil = [self.int(1, 2), self.int(1, 2)];
                 let output_padding = [self.int(0, strides[0] - 1), self.int(0, strides[1] - 1)];
-                let mut pads = [self.int(0, 1), self.int(0, 1), self.int(0, 1), self.int(0, 1)];
+                let mut pads = [
+                    self.int(0, 1),
+                    self.int(0, 1),
+                    self.int(0, 1),
+                    self.int(0, 1),
+                ];
                 for (ax, n) in [(0, h), (1, w)] {
-                    let full = strides[ax] * (n - 1) + output_padding[ax] + dil[ax] * (kernel[ax] - 1) + 1;
+                    let full =
+                        strides[ax] * (n - 1) + output_padding[ax] + dil[ax] * (kernel[ax] - 1) + 1;
                     if full <= pads[ax] + pads[ax + 2] {
                         pads[ax] = 0;
                         pads[ax + 2] = 0;
@@ -720,7 +750,7 @@ impl Gen {
                 self.push(op, vec![x], None)
             }
             Kind::Affine => {
-                let mut bshape = |g: &mut Gen| -> Vec<usize> {
+                let bshape = |g: &mut Gen| -> Vec<usize> {
                     let rr = g.int(0, r);
                     s[r - rr..]
                         .iter()
@@ -742,8 +772,12 @@ impl Gen {
                 let other = match self.int(0, 3) {
                     0 => x,
                     1 => {
-                        let same: Vec<NodeId> =
-                            self.vars.iter().copied().filter(|&v| self.shape(v) == s).collect();
+                        let same: Vec<NodeId> = self
+                            .vars
+                            .iter()
+                            .copied()
+                            .filter(|&v| self.shape(v) == s)
+                            .collect();
                         same[self.rng.random_range(0..same.len())]
                     }
                     2 => self.side_branch(x),
@@ -752,7 +786,11 @@ impl Gen {
                         self.push(Op::Constant(c), vec![], None)
                     }
                 };
-                let ins = if self.coin(0.5) { vec![x, other] } else { vec![other, x] };
+                let ins = if self.coin(0.5) {
+                    vec![x, other]
+                } else {
+                    vec![other, x]
+                };
                 let op = if kind == Kind::Add { Op::Add } else { Op::Sub };
                 self.push(op, ins, None)
             }
@@ -783,7 +821,8 @@ impl Gen {
             Kind::MaxPool | Kind::AvgPoolIncludePad | Kind::AvgPoolExcludePad => self.pool(x, kind),
             Kind::GlobalAveragePool => self.push(Op::GlobalAveragePool, vec![x], None),
             Kind::Pad => {
-                let pads: Vec<(usize, usize)> = (0..r).map(|_| (self.int(0, 2), self.int(0, 2))).collect();
+                let pads: Vec<(usize, usize)> =
+                    (0..r).map(|_| (self.int(0, 2), self.int(0, 2))).collect();
                 let value = self.uni(-1.0, 1.0);
                 self.push(Op::Pad { pads, value }, vec![x], None)
             }
@@ -890,7 +929,8 @@ impl Gen {
     fn apply_bounded(&mut self, kind: Kind, x: NodeId) -> NodeId {
         let mut kind = kind;
         for _ in 0..10 {
-            let (saved_b, saved_vars, saved_count) = (self.b.clone(), self.vars.clone(), self.count);
+            let (saved_b, saved_vars, saved_count) =
+                (self.b.clone(), self.vars.clone(), self.count);
             let y = self.apply(kind, x);
             if numel(self.b.shape(y)) <= MAX_NUMEL {
                 return y;
@@ -940,7 +980,11 @@ fn describe(g: &Graph) -> String {
     let mut s = format!("{g}\nops:\n");
     for (i, n) in g.nodes().iter().enumerate() {
         let op = format!("{:?}", n.op);
-        let op = if op.len() > 400 { format!("{}…", &op[..400]) } else { op };
+        let op = if op.len() > 400 {
+            format!("{}…", &op[..400])
+        } else {
+            op
+        };
         s += &format!("  %{i} {op}\n");
     }
     s
@@ -949,13 +993,12 @@ fn describe(g: &Graph) -> String {
 /// The first node of `g` whose f64 evaluation differs from the reference at `x` (one sample).
 fn first_bad_node(g: &Graph, x: &[f64]) -> String {
     let all = reference_all(g, x);
-    for k in 1..g.nodes().len() {
+    for (k, want) in all.iter().enumerate().skip(1) {
         let sub = prefix_graph(g, k);
         let xm = Array2::from_shape_vec((1, x.len()), x.to_vec()).unwrap();
         let Ok(y) = Evaluator::<f64>::new(&sub).forward(xm.view()) else {
             return format!("node %{k}: forward returned an error");
         };
-        let want = &all[k];
         for (j, (&a, &b)) in y.iter().zip(want).enumerate() {
             if (a - b).abs() > 1e-9 * b.abs().max(1.0) {
                 let n = &g.nodes()[k];
@@ -985,21 +1028,26 @@ fn check_forward(g: &Graph, seed: u64) -> Result<(), String> {
         .map_err(|e| format!("f32 forward failed: {e}"))?;
     let m = g.output_size();
     if y64.dim() != (n, m) || y32.dim() != (n, m) {
-        return Err(format!("output dims {:?} / {:?}, expected {:?}", y64.dim(), y32.dim(), (n, m)));
+        return Err(format!(
+            "output dims {:?} / {:?}, expected {:?}",
+            y64.dim(),
+            y32.dim(),
+            (n, m)
+        ));
     }
     for p in 0..n {
         let x = xs.row(p).to_vec();
         let want = reference(g, &x);
         for j in 0..m {
             let (a, b, c) = (y64[[p, j]], y32[[p, j]] as f64, want[j]);
-            if !((a - c).abs() <= 1e-9 * c.abs().max(1.0)) {
+            if !within((a - c).abs(), 1e-9 * c.abs().max(1.0)) {
                 return Err(format!(
                     "f64 forward: sample {p} output {j}: eval {a}, reference {c} (diff {:e})\n{}",
                     (a - c).abs(),
                     first_bad_node(g, &x)
                 ));
             }
-            if !((b - c).abs() <= 1e-4 * c.abs().max(1.0)) {
+            if !within((b - c).abs(), 1e-4 * c.abs().max(1.0)) {
                 return Err(format!(
                     "f32 forward: sample {p} output {j}: eval {b}, reference {c} (diff {:e})",
                     (b - c).abs()
@@ -1027,21 +1075,36 @@ struct VjpStats {
 /// side's slope. Only when both half-segments are nonlinear (second differences at step h/2 above rounding) is
 /// the component left undecided; those are counted and must stay rare.
 fn check_vjp(g: &Graph, seed: u64) -> Result<VjpStats, String> {
-    const H: f64 = 1e-6;
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0f0f);
-    let ev = Evaluator::<f64>::new(g);
     let (d, m) = (g.input_size(), g.output_size());
     let npts = 2;
     let xs = random_points(&mut rng, npts, d);
     let ws = Array2::from_shape_fn((npts, m), |_| rng.random_range(-1.0..1.0f64));
-    let trace = ev.trace(xs.view()).map_err(|e| format!("trace failed: {e}"))?;
-    let fwd = ev.forward(xs.view()).map_err(|e| format!("forward failed: {e}"))?;
+    check_vjp_at(g, &xs, &ws)
+}
+
+/// The finite-difference check of `backward` at the points `xs` with cotangents `ws` (see [`check_vjp`]).
+fn check_vjp_at(g: &Graph, xs: &Array2<f64>, ws: &Array2<f64>) -> Result<VjpStats, String> {
+    const H: f64 = 1e-6;
+    let ev = Evaluator::<f64>::new(g);
+    let d = g.input_size();
+    let npts = xs.nrows();
+    let trace = ev
+        .trace(xs.view())
+        .map_err(|e| format!("trace failed: {e}"))?;
+    let fwd = ev
+        .forward(xs.view())
+        .map_err(|e| format!("forward failed: {e}"))?;
     if trace.output() != fwd.view() {
         return Err("trace output differs from forward".into());
     }
     let grads = ev.backward(&trace, ws.view());
     if grads.dim() != (npts, d) {
-        return Err(format!("backward dims {:?}, expected {:?}", grads.dim(), (npts, d)));
+        return Err(format!(
+            "backward dims {:?}, expected {:?}",
+            grads.dim(),
+            (npts, d)
+        ));
     }
     let mut st = VjpStats::default();
     for p in 0..npts {
@@ -1055,10 +1118,14 @@ fn check_vjp(g: &Graph, seed: u64) -> Result<VjpStats, String> {
                 batch[[1 + 4 * i + k, i]] += delta;
             }
         }
-        let ys = ev.forward(batch.view()).map_err(|e| format!("forward failed: {e}"))?;
+        let ys = ev
+            .forward(batch.view())
+            .map_err(|e| format!("forward failed: {e}"))?;
         let f: Vec<f64> = ys.outer_iter().map(|y| y.dot(&ws.row(p))).collect();
         let f0 = f[0];
-        let cs: Vec<f64> = (0..d).map(|i| (f[1 + 4 * i] - f[2 + 4 * i]) / (2.0 * H)).collect();
+        let cs: Vec<f64> = (0..d)
+            .map(|i| (f[1 + 4 * i] - f[2 + 4 * i]) / (2.0 * H))
+            .collect();
         let gscale = cs.iter().fold(0.0f64, |a, &c| a.max(c.abs()));
         for i in 0..d {
             st.coords += 1;
@@ -1094,6 +1161,11 @@ fn check_vjp(g: &Graph, seed: u64) -> Result<VjpStats, String> {
     Ok(st)
 }
 
+/// `err <= tol`, false when `err` is NaN.
+fn within(err: f64, tol: f64) -> bool {
+    err <= tol
+}
+
 fn close(a: f64, b: f64, rel: f64) -> bool {
     (a - b).abs() <= rel * a.abs().max(b.abs()).max(1.0)
 }
@@ -1105,7 +1177,8 @@ fn check_batching(g: &Graph, seed: u64) -> Result<(), String> {
     let n = 5;
     let xs = random_points(&mut rng, n, d);
     let ws = Array2::from_shape_fn((n, m), |_| rng.random_range(-1.0..1.0f64));
-    fn run<T: nncert_model::eval::Real>(
+    use nncert_model::eval::Real;
+    fn run<T: Real>(
         g: &Graph,
         xs: &Array2<T>,
         ws: &Array2<T>,
@@ -1119,16 +1192,19 @@ fn check_batching(g: &Graph, seed: u64) -> Result<(), String> {
         for p in 0..n {
             let xr = xs.slice(s![p..p + 1, ..]);
             let y1 = ev.forward(xr).map_err(|e| e.to_string())?;
-            let g1 = ev.backward(&ev.trace(xr).map_err(|e| e.to_string())?, ws.slice(s![p..p + 1, ..]));
+            let g1 = ev.backward(
+                &ev.trace(xr).map_err(|e| e.to_string())?,
+                ws.slice(s![p..p + 1, ..]),
+            );
             for (j, (a, b)) in yb.row(p).iter().zip(y1.row(0)).enumerate() {
-                if !close(a.to_f64(), b.to_f64(), rel) {
+                if !close(Real::to_f64(*a), Real::to_f64(*b), rel) {
                     return Err(format!(
                         "{what} forward: row {p} output {j} is {a:?} in a batch of {n} but {b:?} alone"
                     ));
                 }
             }
             for (j, (a, b)) in gb.row(p).iter().zip(g1.row(0)).enumerate() {
-                if !close(a.to_f64(), b.to_f64(), rel) {
+                if !close(Real::to_f64(*a), Real::to_f64(*b), rel) {
                     return Err(format!(
                         "{what} backward: row {p} input {j} is {a:?} in a batch of {n} but {b:?} alone"
                     ));
@@ -1137,14 +1213,34 @@ fn check_batching(g: &Graph, seed: u64) -> Result<(), String> {
         }
         // An empty batch.
         let x0 = Array2::<T>::zeros((0, xs.ncols()));
-        let y0 = ev.forward(x0.view()).map_err(|e| format!("{what} empty batch: {e}"))?;
+        let y0 = ev
+            .forward(x0.view())
+            .map_err(|e| format!("{what} empty batch: {e}"))?;
         if y0.dim() != (0, ws.ncols()) {
             return Err(format!("{what} empty batch: output dims {:?}", y0.dim()));
         }
         Ok(())
     }
     run::<f64>(g, &xs, &ws, 1e-12, "f64")?;
-    run::<f32>(g, &xs.mapv(|v| v as f32), &ws.mapv(|v| v as f32), 1e-5, "f32")
+    run::<f32>(
+        g,
+        &xs.mapv(|v| v as f32),
+        &ws.mapv(|v| v as f32),
+        1e-5,
+        "f32",
+    )
+}
+
+/// Runs a check, turning a panic inside the evaluator into a failure message (so the graph gets reported).
+fn guard<R>(f: impl FnOnce() -> Result<R, String>) -> Result<R, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        Err(format!("panicked: {msg}"))
+    })
 }
 
 fn fail_msg(what: &str, seed: u64, kind: Kind, extra: usize, g: &Graph, e: &str) -> String {
@@ -1154,7 +1250,12 @@ fn fail_msg(what: &str, seed: u64, kind: Kind, extra: usize, g: &Graph, e: &str)
     )
 }
 
+/// `cases` per property unless `PROPTEST_CASES` is set (for long bug-hunting runs).
 fn config(cases: u32) -> ProptestConfig {
+    let cases = match std::env::var("PROPTEST_CASES") {
+        Ok(_) => ProptestConfig::default().cases,
+        Err(_) => cases,
+    };
     ProptestConfig {
         cases,
         failure_persistence: None,
@@ -1168,12 +1269,12 @@ fn kind_strategy() -> impl Strategy<Value = Kind> {
 }
 
 proptest! {
-    #![proptest_config(config(300))]
+    #![proptest_config(config(1000))]
 
     #[test]
     fn forward_matches_reference(kind in kind_strategy(), seed in any::<u64>(), extra in 0usize..=3) {
         let g = build_graph(seed, kind, extra);
-        if let Err(e) = check_forward(&g, seed) {
+        if let Err(e) = guard(|| check_forward(&g, seed)) {
             return Err(TestCaseError::fail(fail_msg("forward", seed, kind, extra, &g, &e)));
         }
     }
@@ -1181,7 +1282,7 @@ proptest! {
     #[test]
     fn vjp_matches_finite_differences(kind in kind_strategy(), seed in any::<u64>(), extra in 0usize..=3) {
         let g = build_graph(seed, kind, extra);
-        if let Err(e) = check_vjp(&g, seed) {
+        if let Err(e) = guard(|| check_vjp(&g, seed)) {
             return Err(TestCaseError::fail(fail_msg("VJP", seed, kind, extra, &g, &e)));
         }
     }
@@ -1189,7 +1290,7 @@ proptest! {
     #[test]
     fn batch_equals_rows(kind in kind_strategy(), seed in any::<u64>(), extra in 0usize..=3) {
         let g = build_graph(seed, kind, extra);
-        if let Err(e) = check_batching(&g, seed) {
+        if let Err(e) = guard(|| check_batching(&g, seed)) {
             return Err(TestCaseError::fail(fail_msg("batching", seed, kind, extra, &g, &e)));
         }
     }
@@ -1205,16 +1306,16 @@ fn every_op_kind_all_checks() {
             let extra = (seed % 3) as usize;
             let g = build_graph(seed, kind, extra);
             let checks: [(&str, Result<(), String>); 3] = [
-                ("forward", check_forward(&g, seed)),
+                ("forward", guard(|| check_forward(&g, seed))),
                 (
                     "VJP",
-                    check_vjp(&g, seed).map(|st| {
+                    guard(|| check_vjp(&g, seed)).map(|st| {
                         total.coords += st.coords;
                         total.one_sided += st.one_sided;
                         total.skipped += st.skipped;
                     }),
                 ),
-                ("batching", check_batching(&g, seed)),
+                ("batching", guard(|| check_batching(&g, seed))),
             ];
             for (what, r) in checks {
                 if let Err(e) = r {
@@ -1247,7 +1348,8 @@ fn generator_covers_every_op_variant() {
                 match &n.op {
                     Op::Slice { axes } => neg_step |= axes.iter().any(|a| a.step < 0),
                     Op::Gather { indices, .. } => {
-                        repeated_gather |= (1..indices.len()).any(|i| indices[..i].contains(&indices[i]))
+                        repeated_gather |=
+                            (1..indices.len()).any(|i| indices[..i].contains(&indices[i]))
                     }
                     Op::Conv(c) => grouped_conv |= c.groups > 1,
                     _ => {}
@@ -1256,9 +1358,29 @@ fn generator_covers_every_op_variant() {
         }
     }
     let all = [
-        "Input", "Constant", "Linear", "Conv", "ConvTranspose", "Affine", "Add", "Sub", "Relu", "LeakyRelu",
-        "Sigmoid", "Tanh", "Softmax", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool", "Pad", "Reshape",
-        "Transpose", "Concat", "Slice", "Gather",
+        "Input",
+        "Constant",
+        "Linear",
+        "Conv",
+        "ConvTranspose",
+        "Affine",
+        "Add",
+        "Sub",
+        "Relu",
+        "LeakyRelu",
+        "Sigmoid",
+        "Tanh",
+        "Softmax",
+        "Clip",
+        "MaxPool",
+        "AveragePool",
+        "GlobalAveragePool",
+        "Pad",
+        "Reshape",
+        "Transpose",
+        "Concat",
+        "Slice",
+        "Gather",
     ];
     for k in all {
         assert!(seen.contains(k), "generator never made {k}");
@@ -1272,14 +1394,20 @@ fn generator_covers_every_op_variant() {
 
 fn eval1(g: &Graph, x: &[f64]) -> Vec<f64> {
     let xm = Array2::from_shape_vec((1, x.len()), x.to_vec()).unwrap();
-    Evaluator::<f64>::new(g).forward(xm.view()).unwrap().row(0).to_vec()
+    Evaluator::<f64>::new(g)
+        .forward(xm.view())
+        .unwrap()
+        .row(0)
+        .to_vec()
 }
 
 fn grad1(g: &Graph, x: &[f64], w: &[f64]) -> Vec<f64> {
     let ev = Evaluator::<f64>::new(g);
     let xm = Array2::from_shape_vec((1, x.len()), x.to_vec()).unwrap();
     let wm = Array2::from_shape_vec((1, w.len()), w.to_vec()).unwrap();
-    ev.backward(&ev.trace(xm.view()).unwrap(), wm.view()).row(0).to_vec()
+    ev.backward(&ev.trace(xm.view()).unwrap(), wm.view())
+        .row(0)
+        .to_vec()
 }
 
 #[test]
@@ -1292,23 +1420,38 @@ fn slice_negative_step_and_gather_repeats() {
         SliceAxis { start: 0, step: 1 },
         SliceAxis { start: 4, step: -2 },
     ];
-    let sl = b.push("s", Op::Slice { axes }, vec![x], Some(vec![1, 1, 3])).unwrap();
-    let ga = b
-        .push("g", Op::Gather { axis: 2, indices: vec![3, 3, 0] }, vec![x], None)
+    let sl = b
+        .push("s", Op::Slice { axes }, vec![x], Some(vec![1, 1, 3]))
         .unwrap();
-    let y = b.push("c", Op::Concat { axis: 2 }, vec![sl, ga], None).unwrap();
+    let ga = b
+        .push(
+            "g",
+            Op::Gather {
+                axis: 2,
+                indices: vec![3, 3, 0],
+            },
+            vec![x],
+            None,
+        )
+        .unwrap();
+    let y = b
+        .push("c", Op::Concat { axis: 2 }, vec![sl, ga], None)
+        .unwrap();
     let g = b.finish(y);
     let x = [0.0, 1.0, 2.0, 3.0, 4.0];
     assert_eq!(eval1(&g, &x), vec![4.0, 2.0, 0.0, 3.0, 3.0, 0.0]);
     // Gradient: slice scatters to 4, 2, 0; the repeated gather index 3 collects twice.
     let w = [1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0];
-    assert_eq!(grad1(&g, &x, &w), vec![100.0 + 100000.0, 0.0, 10.0, 11000.0, 1.0]);
+    assert_eq!(
+        grad1(&g, &x, &w),
+        vec![100.0 + 100000.0, 0.0, 10.0, 11000.0, 1.0]
+    );
 }
 
 #[test]
 fn average_pool_count_include_pad() {
-    // All-ones 3×3 input, kernel 2×2, stride 2, pads 1 on every side → 2×2 output, each window holding one
-    // (corner) or two or four input elements... with pads 1: windows start at −1, 1 → rows {−1,0}, {1,2}.
+    // All-ones 3×3 input, kernel 2×2, stride 2, pads 1 on every side → 2×2 output; windows cover rows (and
+    // columns) {−1, 0} and {1, 2}, so they hold 1, 2, 2 and 4 input elements and 4 padded-input positions each.
     let pool = Pool {
         kernel: [2, 2],
         strides: [2, 2],
@@ -1325,7 +1468,6 @@ fn average_pool_count_include_pad() {
         let y = b.push("p", op, vec![x], Some(vec![1, 2, 2])).unwrap();
         let g = b.finish(y);
         let got = eval1(&g, &[1.0; 9]);
-        // Window (0,0) covers 1 input element, (0,1) and (1,0) 2, (1,1) 4; all inside the padded input.
         let want = if include {
             vec![1.0 / 4.0, 2.0 / 4.0, 2.0 / 4.0, 1.0]
         } else {
@@ -1355,4 +1497,17 @@ fn average_pool_ceil_mode_window_past_the_padded_end() {
     let y = b.push("p", op, vec![x], Some(vec![1, 1, 2])).unwrap();
     let g = b.finish(y);
     assert_eq!(eval1(&g, &[1.0; 4]), vec![1.0, 1.0]);
+}
+
+#[test]
+fn finite_difference_checker_handles_kinks() {
+    // y = relu(x) on a scalar: at x = 0.3·h the kink lies inside the step on the left, so the central difference
+    // (0.65) is off but the right-hand slope (1) is exact; at x = 0, ReLU'(0) = 0 is the left-hand slope.
+    let mut b = GraphBuilder::new("x", vec![1, 1, 1]);
+    let y = b.push("r", Op::Relu, vec![b.input_id()], None).unwrap();
+    let g = b.finish(y);
+    let xs = Array2::from_shape_vec((3, 1), vec![0.3e-6, 0.0, 0.5]).unwrap();
+    let ws = Array2::from_elem((3, 1), 1.0);
+    let st = check_vjp_at(&g, &xs, &ws).unwrap();
+    assert_eq!((st.coords, st.one_sided, st.skipped), (3, 2, 0), "{st:?}");
 }

@@ -61,7 +61,11 @@ fn chars_in(bytes: &[u8]) -> u32 {
 impl<'a> Lexer<'a> {
     pub fn new(src: &'a [u8]) -> Self {
         // A UTF-8 byte order mark is not part of the text.
-        let i = if src.starts_with(&[0xEF, 0xBB, 0xBF]) { 3 } else { 0 };
+        let i = if src.starts_with(&[0xEF, 0xBB, 0xBF]) {
+            3
+        } else {
+            0
+        };
         Lexer {
             src,
             i,
@@ -301,7 +305,9 @@ mod tests {
         ] {
             assert_eq!(parse_number(s.as_bytes()), Some(v), "{s}");
         }
-        for s in ["", "-", ".", "e5", "1e", "1e+", "1.2.3", "inf", "nan", "1x", "--1", "0x10"] {
+        for s in [
+            "", "-", ".", "e5", "1e", "1e+", "1.2.3", "inf", "nan", "1x", "--1", "0x10",
+        ] {
             assert_eq!(parse_number(s.as_bytes()), None, "{s}");
         }
         assert!(looks_numeric(b"1.2.3"));

@@ -54,7 +54,10 @@
 //! # Ok::<(), nncert_spec::SpecError>(())
 //! ```
 //!
-//! Errors name the place: `example.vnnlib:12:17: expected a declared variable, found `X_7`, ...`.
+//! Errors name the place and say what was expected and what was found, e.g.
+//! ```text
+//! example.vnnlib:12:17: expected a declared variable, found `X_7`, which is not declared; add (declare-const X_7 Real) before its first use
+//! ```
 
 mod error;
 mod lexer;
@@ -137,6 +140,10 @@ pub struct LinearConstraint {
 }
 
 /// Reads and parses a VNN-LIB file; error messages name the file.
+///
+/// # Errors
+/// [`SpecError::Io`] if the file cannot be read; otherwise as [`parse_str`], with the path as
+/// origin. Files need not be valid UTF-8 (comments in Latin-1 are fine).
 pub fn parse_file(path: &Path) -> Result<Property, SpecError> {
     let bytes = std::fs::read(path).map_err(|source| SpecError::Io {
         path: path.to_path_buf(),
@@ -148,6 +155,14 @@ pub fn parse_file(path: &Path) -> Result<Property, SpecError> {
 
 /// Parses VNN-LIB text; `origin` (usually the file name) prefixes error messages
 /// (`origin:line:col: ...`).
+///
+/// # Errors
+/// [`SpecError::Parse`] (with line and column) for syntax errors, undeclared or badly named
+/// variables, operators outside VNN-LIB 1.0, nonlinear terms, constraints that mix inputs and
+/// outputs or relate several inputs, non-finite numbers, nesting deeper than [`MAX_DEPTH`] and a
+/// DNF expansion beyond [`MAX_DNF_ATOMS`]; [`SpecError::Property`] for gaps in the declarations,
+/// an input without a lower or upper bound in some case, or a result beyond
+/// [`MAX_DENSE_VALUES`]. Never panics.
 pub fn parse_str(text: &str, origin: &str) -> Result<Property, SpecError> {
     parser::Parser::new(text.as_bytes(), origin).parse()
 }
@@ -213,8 +228,7 @@ impl InputBox {
     pub fn contains(&self, x: &[f64], tol: f64) -> bool {
         x.len() == self.lower.len()
             && x.len() == self.upper.len()
-            && x
-                .iter()
+            && x.iter()
                 .zip(self.lower.iter().zip(&self.upper))
                 .all(|(&v, (&l, &u))| l - tol <= v && v <= u + tol)
     }
@@ -269,6 +283,11 @@ impl Property {
     /// intersected with `[clip_lo, clip_hi]` if `clip` is given; an output is bad iff some class
     /// `j != label` has `Y_j >= Y_label`, i.e. one disjunct `Y_label - Y_j <= 0` per `j != label`
     /// in increasing `j` (the form of the VNN-COMP MNIST and CIFAR files).
+    ///
+    /// # Errors
+    /// [`SpecError::InvalidArgument`] for an empty or non-finite center, a negative or
+    /// non-finite `eps`, fewer than 2 outputs, `label >= num_outputs`, a bad clip range, or a
+    /// center so far outside the clip range that the box is empty.
     pub fn robustness_linf(
         center: &[f64],
         eps: f64,
@@ -353,6 +372,10 @@ impl Property {
     /// leaves the range, i.e. the two disjuncts `Y_index < lo` (stored as `coeffs = e_index`,
     /// `rhs = lo`, strict) and `Y_index > hi` (stored as `coeffs = -e_index`, `rhs = -hi`,
     /// strict). An infinite `lo` or `hi` omits that side.
+    ///
+    /// # Errors
+    /// [`SpecError::InvalidArgument`] for a box with mismatched, empty, non-finite or inverted
+    /// bounds, `index >= num_outputs`, or `lo > hi` (or NaN).
     pub fn output_range(
         input: InputBox,
         num_outputs: usize,
@@ -380,8 +403,7 @@ impl Property {
                 "output index {index} is out of range for {num_outputs} outputs"
             ));
         }
-        if lo.is_nan() || hi.is_nan() || lo > hi || lo == f64::INFINITY || hi == f64::NEG_INFINITY
-        {
+        if lo.is_nan() || hi.is_nan() || lo > hi || lo == f64::INFINITY || hi == f64::NEG_INFINITY {
             return bad(format!("the range [{lo}, {hi}] must satisfy lo <= hi"));
         }
         let unit = |s: f64| {
@@ -420,6 +442,9 @@ impl Property {
 
     /// Checks that the property fits a model with `num_inputs` inputs and `num_outputs`
     /// outputs (the model's flattened sizes).
+    ///
+    /// # Errors
+    /// [`SpecError::DimensionMismatch`] naming both counts.
     pub fn check_dims(&self, num_inputs: usize, num_outputs: usize) -> Result<(), SpecError> {
         if self.num_inputs != num_inputs {
             return Err(SpecError::DimensionMismatch {

@@ -11,9 +11,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use crate::lexer::{LexError, Lexer, Pos, Tok, Token, looks_numeric, parse_number};
-use crate::{
-    Case, Conjunction, InputBox, LinearConstraint, OutputCondition, Property, SpecError,
-};
+use crate::{Case, Conjunction, InputBox, LinearConstraint, OutputCondition, Property, SpecError};
 
 /// Maximum nesting depth of parentheses.
 pub const MAX_DEPTH: usize = 10_000;
@@ -547,8 +545,8 @@ impl<'a> Parser<'a> {
                     ),
                 ));
             }
-            b"not" | b"=>" | b"xor" | b"ite" | b"distinct" | b"let" | b"abs" | b"div"
-            | b"mod" | b"exists" | b"forall" => {
+            b"not" | b"=>" | b"xor" | b"ite" | b"distinct" | b"let" | b"abs" | b"div" | b"mod"
+            | b"exists" | b"forall" => {
                 return Err(self.err(
                     tok.pos,
                     format!(
@@ -622,10 +620,7 @@ impl<'a> Parser<'a> {
                     }
                 };
                 if self.is_declared(id) {
-                    return Err(self.err(
-                        tok.pos,
-                        format!("`{}` is declared twice", var_name(id)),
-                    ));
+                    return Err(self.err(tok.pos, format!("`{}` is declared twice", var_name(id))));
                 }
                 if let Some(top) = self.stack.last_mut() {
                     top.decl = Some(id);
@@ -633,7 +628,7 @@ impl<'a> Parser<'a> {
                 Ok(())
             }
             (Some(_), 0) => {
-                if t != b"Real" || tok.kind != Tok::Atom {
+                if t != b"Real" {
                     return Err(self.err(
                         tok.pos,
                         format!(
@@ -654,7 +649,10 @@ impl<'a> Parser<'a> {
             }
             (Some(_), _) => Err(self.err(
                 tok.pos,
-                format!("expected `)` to end the declaration, found {}", self.show(tok)),
+                format!(
+                    "expected `)` to end the declaration, found {}",
+                    self.show(tok)
+                ),
             )),
         }
     }
@@ -741,7 +739,10 @@ impl<'a> Parser<'a> {
     /// Hands an argument to the innermost open frame, checking that it is of the right kind.
     fn deliver(&mut self, arg: Arg) -> Result<(), SpecError> {
         let Some(top) = self.stack.last() else {
-            return Err(self.err(arg.pos, "internal error: an argument outside any expression"));
+            return Err(self.err(
+                arg.pos,
+                "internal error: an argument outside any expression",
+            ));
         };
         let head = top.head;
         match head.wants() {
@@ -798,7 +799,10 @@ impl<'a> Parser<'a> {
 
     fn on_rparen(&mut self, tok: &Token) -> Result<(), SpecError> {
         let Some(mut frame) = self.stack.pop() else {
-            return Err(self.err(tok.pos, "expected `(` or end of file, found `)` with no matching `(`"));
+            return Err(self.err(
+                tok.pos,
+                "expected `(` or end of file, found `)` with no matching `(`",
+            ));
         };
         let head = frame.head;
         let mut args = std::mem::take(&mut frame.args);
@@ -926,7 +930,8 @@ impl<'a> Parser<'a> {
                         Val::Var(v) => acc.terms.push((*v, sign)),
                         Val::Lin(l) => {
                             acc.c += sign * l.c;
-                            acc.terms.extend(l.terms.iter().map(|&(v, a)| (v, sign * a)));
+                            acc.terms
+                                .extend(l.terms.iter().map(|&(v, a)| (v, sign * a)));
                         }
                         Val::Dnf(_) => {}
                     }
@@ -1200,7 +1205,7 @@ impl<'a> Parser<'a> {
                 Some(Atom::In { var, lo, hi }) => {
                     let i = *var as usize;
                     if let (Some(l), Some(u)) = (lower.get_mut(i), upper.get_mut(i)) {
-                        *l = l.min(*lo).max(*lo);
+                        *l = l.max(*lo);
                         *u = u.min(*hi);
                     }
                 }
@@ -1329,8 +1334,10 @@ impl<'a> Parser<'a> {
                 groups.len()
             )));
         }
-        let common_dense: Vec<LinearConstraint> =
-            common_out.iter().filter_map(|&a| self.dense(a, m)).collect();
+        let common_dense: Vec<LinearConstraint> = common_out
+            .iter()
+            .filter_map(|&a| self.dense(a, m))
+            .collect();
         let mut cases = Vec::with_capacity(groups.len());
         for g in groups {
             let mut lo = lower.clone();

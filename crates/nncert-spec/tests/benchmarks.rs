@@ -125,7 +125,10 @@ fn every_benchmark_vnnlib_parses() {
             assert_eq!(case.input.dim(), p.num_inputs, "{shown}");
             assert_eq!(case.input.upper.len(), p.num_inputs, "{shown}");
             for (l, u) in case.input.lower.iter().zip(&case.input.upper) {
-                assert!(l.is_finite() && u.is_finite() && l <= u, "{shown}: [{l}, {u}]");
+                assert!(
+                    l.is_finite() && u.is_finite() && l <= u,
+                    "{shown}: [{l}, {u}]"
+                );
             }
             assert!(!case.output.disjuncts.is_empty(), "{shown}");
             for conj in &case.output.disjuncts {
@@ -158,7 +161,10 @@ fn every_benchmark_vnnlib_parses() {
 
         // Classification suites: one box, 9 disjuncts Y_label - Y_j <= 0, and the label in the
         // file's first comment when it states one.
-        if matches!(suite.as_str(), "mnist_fc" | "eran" | "oval21" | "cifar10_resnet") {
+        if matches!(
+            suite.as_str(),
+            "mnist_fc" | "eran" | "oval21" | "cifar10_resnet"
+        ) {
             assert_eq!(p.cases.len(), 1, "{shown}");
             assert_eq!(p.cases[0].output.disjuncts.len(), 9, "{shown}");
             let label = robustness_label(&p).unwrap_or_else(|| panic!("{shown}: no label"));
@@ -178,7 +184,10 @@ fn every_benchmark_vnnlib_parses() {
     }
 
     // All but the or-of-boxes files state their bounds one per line.
-    assert!(line_checked > 200, "bounds checked line by line in only {line_checked} files");
+    assert!(
+        line_checked > 200,
+        "bounds checked line by line in only {line_checked} files"
+    );
 
     // ACAS Xu shapes, per property.
     let acas = |name: &str| {
@@ -188,7 +197,13 @@ fn every_benchmark_vnnlib_parses() {
     let shape = |p: &Property| -> Vec<Vec<usize>> {
         p.cases
             .iter()
-            .map(|c| c.output.disjuncts.iter().map(|d| d.constraints.len()).collect())
+            .map(|c| {
+                c.output
+                    .disjuncts
+                    .iter()
+                    .map(|d| d.constraints.len())
+                    .collect()
+            })
             .collect()
     };
     assert_eq!(shape(&acas("prop_1.vnnlib")), vec![vec![1]]);
@@ -198,10 +213,7 @@ fn every_benchmark_vnnlib_parses() {
     assert_eq!(shape(&acas("prop_7.vnnlib")), vec![vec![3, 3]]);
     assert_eq!(shape(&acas("prop_8.vnnlib")), vec![vec![2, 2, 2]]);
     let p1 = acas("prop_1.vnnlib");
-    assert_eq!(
-        p1.cases[0].input.lower,
-        vec![0.6, -0.5, -0.5, 0.45, -0.5]
-    );
+    assert_eq!(p1.cases[0].input.lower, vec![0.6, -0.5, -0.5, 0.45, -0.5]);
     assert_eq!(
         p1.cases[0].input.upper,
         vec![0.679857769, 0.5, 0.5, 0.5, -0.45]
@@ -213,6 +225,30 @@ fn every_benchmark_vnnlib_parses() {
     let p6 = acas("prop_6.vnnlib");
     assert_eq!(p6.cases[0].input.lower[1], 0.11140846);
     assert_eq!(p6.cases[1].input.upper[1], -0.11140846);
+
+    // The largest file, best of 3.
+    let largest = files
+        .iter()
+        .max_by_key(|(_, f)| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+        .map(|(_, f)| f.clone())
+        .unwrap();
+    let best = (0..3)
+        .map(|_| {
+            let t0 = Instant::now();
+            parse_file(&largest).unwrap();
+            t0.elapsed()
+        })
+        .min()
+        .unwrap();
+    eprintln!(
+        "largest file: {} ({} bytes) parses in {best:.2?}",
+        largest.display(),
+        std::fs::metadata(&largest).unwrap().len()
+    );
+    assert!(
+        best < Duration::from_secs(1),
+        "the largest file takes {best:?}"
+    );
 
     eprintln!(
         "parsed {} vnnlib files ({:.1} MB) in {:.2?}; slowest: {} ({} bytes) in {:.2?}",

@@ -69,7 +69,12 @@ fn syntax_errors() {
         "f.vnnlib:1:2: expected a command (`declare-const` or `assert`), found number `1`",
     );
     check_at("(assert \"x\")", 1, 9, "found a string literal");
-    check_at("(declare-const |X_0 Real)", 1, 16, "expected `|` to close this quoted symbol");
+    check_at(
+        "(declare-const |X_0 Real)",
+        1,
+        16,
+        "expected `|` to close this quoted symbol",
+    );
 }
 
 #[test]
@@ -79,7 +84,12 @@ fn declaration_errors() {
         "f.vnnlib:1:16: expected a variable name X_<i> (input) or Y_<j> (output) with a decimal \
          index, found `Z`",
     );
-    check_at("(declare-const X_01 Real)", 1, 16, "expected a variable name");
+    check_at(
+        "(declare-const X_01 Real)",
+        1,
+        16,
+        "expected a variable name",
+    );
     check_at("(declare-const X_ Real)", 1, 16, "expected a variable name");
     check(
         "(declare-const X_0 Int)",
@@ -105,7 +115,12 @@ fn declaration_errors() {
         "(declare-const (X_0) Real)",
         "f.vnnlib:1:16: expected a variable name X_<i> or Y_<j>, found `(`",
     );
-    check_at("(declare-const X_99999999999 Real)", 1, 16, "expected a variable index below");
+    check_at(
+        "(declare-const X_99999999999 Real)",
+        1,
+        16,
+        "expected a variable index below",
+    );
 }
 
 #[test]
@@ -316,7 +331,9 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
     let col = 9 + 5 * (nncert_spec::MAX_DEPTH - 1);
     assert_eq!(
         e,
-        format!("f.vnnlib:3:{col}: expected at most 10000 nested parentheses, found deeper nesting")
+        format!(
+            "f.vnnlib:3:{col}: expected at most 10000 nested parentheses, found deeper nesting"
+        )
     );
     // Deep but allowed nesting of terms works.
     let mut text = String::from(HEAD);

@@ -76,8 +76,16 @@ fn or_of_two_boxes() {
     assert_eq!(
         p.cases,
         vec![
-            case(&[0.0], &[1.0], vec![conj(vec![lc(&[1.0, -1.0], 0.0, false)])]),
-            case(&[2.0], &[3.0], vec![conj(vec![lc(&[0.0, -1.0], -0.5, false)])]),
+            case(
+                &[0.0],
+                &[1.0],
+                vec![conj(vec![lc(&[1.0, -1.0], 0.0, false)])]
+            ),
+            case(
+                &[2.0],
+                &[3.0],
+                vec![conj(vec![lc(&[0.0, -1.0], -0.5, false)])]
+            ),
         ]
     );
 }
@@ -248,7 +256,11 @@ fn empty_boxes_are_dropped() {
     ));
     assert_eq!(
         p.cases,
-        vec![case(&[0.0], &[1.0], vec![conj(vec![lc(&[1.0], 0.0, false)])])]
+        vec![case(
+            &[0.0],
+            &[1.0],
+            vec![conj(vec![lc(&[1.0], 0.0, false)])]
+        )]
     );
     let p = parse(&format!(
         "{}(assert (>= X_0 2))(assert (<= X_0 1))(assert (>= Y_0 0))",
@@ -259,7 +271,10 @@ fn empty_boxes_are_dropped() {
 
 #[test]
 fn no_output_constraint_means_whole_box_is_bad() {
-    let p = parse(&format!("{}(assert (>= X_0 0))(assert (<= X_0 1))", decls(1, 3)));
+    let p = parse(&format!(
+        "{}(assert (>= X_0 0))(assert (<= X_0 1))",
+        decls(1, 3)
+    ));
     assert_eq!(p.cases, vec![case(&[0.0], &[1.0], vec![conj(vec![])])]);
     let out = &p.cases[0].output;
     assert_eq!(out.margin(&[5.0, 1.0, 2.0]), f64::NEG_INFINITY);
@@ -365,7 +380,11 @@ fn crlf_bom_quoted_symbols_and_true_false() {
     let p = parse(text);
     assert_eq!(
         p.cases,
-        vec![case(&[0.0], &[1.0], vec![conj(vec![lc(&[-1.0], -1.0, false)])])]
+        vec![case(
+            &[0.0],
+            &[1.0],
+            vec![conj(vec![lc(&[-1.0], -1.0, false)])]
+        )]
     );
 }
 
@@ -402,7 +421,10 @@ fn semantics_helpers() {
     let never = OutputCondition { disjuncts: vec![] };
     assert_eq!(never.margin(&[0.0]), f64::INFINITY);
     assert!(!never.is_satisfied(&[0.0], 1.0));
-    let two = conj(vec![lc(&[1.0, 0.0], 0.0, false), lc(&[0.0, 1.0], 0.0, false)]);
+    let two = conj(vec![
+        lc(&[1.0, 0.0], 0.0, false),
+        lc(&[0.0, 1.0], 0.0, false),
+    ]);
     assert_eq!(two.margin(&[2.0, -1.0]), 2.0);
     assert!(two.is_satisfied(&[1e-7, -1.0], 1e-6));
     assert!(!two.is_satisfied(&[f64::NAN, -1.0], 1e9));
@@ -462,7 +484,13 @@ fn builders() {
 
     assert!(p.check_dims(1, 2).is_ok());
     let e = p.check_dims(784, 2).unwrap_err().to_string();
-    assert!(e.contains("the property has 1 inputs but the model has 784"), "{e}");
+    assert!(
+        e.contains("the property has 1 inputs but the model has 784"),
+        "{e}"
+    );
     let e = p.check_dims(1, 10).unwrap_err().to_string();
-    assert!(e.contains("the property has 2 outputs but the model has 10"), "{e}");
+    assert!(
+        e.contains("the property has 2 outputs but the model has 10"),
+        "{e}"
+    );
 }

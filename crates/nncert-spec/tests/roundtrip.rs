@@ -43,9 +43,8 @@ fn case(n: usize, m: usize) -> impl Strategy<Value = Case> {
     (
         prop::collection::vec((number(), number()), n),
         prop::collection::vec(
-            prop::collection::vec(constraint(m), 0..4).prop_map(|constraints| Conjunction {
-                constraints,
-            }),
+            prop::collection::vec(constraint(m), 0..4)
+                .prop_map(|constraints| Conjunction { constraints }),
             1..5,
         ),
     )
@@ -69,9 +68,10 @@ fn property() -> impl Strategy<Value = Property> {
         })
         // Cases with the same box are one case once parsed.
         .prop_filter("distinct boxes", |p| {
-            p.cases.iter().enumerate().all(|(k, a)| {
-                p.cases[..k].iter().all(|b| a.input != b.input)
-            })
+            p.cases
+                .iter()
+                .enumerate()
+                .all(|(k, a)| p.cases[..k].iter().all(|b| a.input != b.input))
         })
 }
 

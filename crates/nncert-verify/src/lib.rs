@@ -1,7 +1,9 @@
 //! # nncert-verify
 //!
-//! Verification engines over the IR of `nncert-model` and the properties of `nncert-spec`. For now: the
-//! falsifier ([`falsify`]) and counterexample checking ([`check`]); no engine here ever answers `unsat` yet.
+//! Verification engines over the IR of `nncert-model` and the properties of `nncert-spec`: the incomplete
+//! proof by sound bounds ([`incomplete`], CROWN from `nncert-bounds`), the falsifier ([`falsify`]) and
+//! counterexample checking ([`check`]). `unsat` is answered only by a bound proof; `sat` only with a checked
+//! counterexample.
 //!
 //! ```no_run
 //! use nncert_verify::{verify, VerifyOptions, Verdict};
@@ -14,6 +16,7 @@
 
 pub mod check;
 pub mod falsify;
+pub mod incomplete;
 
 pub use check::Counterexample;
 
@@ -85,13 +88,30 @@ pub struct VerifyResult {
 /// Runs the engines available on `property` within `options.timeout`.
 pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> VerifyResult {
     let start = Instant::now();
+    if property.cases.is_empty() {
+        return VerifyResult {
+            verdict: Verdict::Unsat {
+                method: "empty input region".into(),
+            },
+            elapsed: start.elapsed(),
+            best_margin: f64::INFINITY,
+            evaluations: 0,
+        };
+    }
+    if incomplete::prove(graph, property, nncert_bounds::Method::Crown) {
+        return VerifyResult {
+            verdict: Verdict::Unsat {
+                method: "CROWN bounds (sound under floating point: explicit rounding-error terms)".into(),
+            },
+            elapsed: start.elapsed(),
+            best_margin: f64::INFINITY,
+            evaluations: 0,
+        };
+    }
     let cfg = falsify::FalsifierConfig::new(options.seed, start + options.timeout);
     let outcome = falsify::falsify(graph, property, &cfg);
     let verdict = match outcome.counterexample {
         Some(c) => Verdict::Sat(Box::new(c)),
-        None if property.cases.is_empty() => Verdict::Unsat {
-            method: "empty input region".into(),
-        },
         None => Verdict::Timeout,
     };
     VerifyResult {

@@ -5,7 +5,7 @@
 
 use super::SUPPORTED_OPS;
 use super::proto::{AttributeProto, ModelProto, NodeProto, TensorProto, data_type, type_proto};
-use super::tensor::{self, Arith, Tensor, broadcast_shape, checked_numel};
+use super::tensor::{self, Arith, Tensor, broadcast_shape, checked_computed_numel, checked_numel};
 use crate::error::ModelError;
 use crate::ir::{
     Conv, ConvTranspose, Graph, GraphBuilder, Linear, NodeId, Op, Pool, Shape, ShapeError,
@@ -728,7 +728,7 @@ impl<'a> Importer<'a> {
                 let rank = ts.first().map_or(0, |t| t.shape().len());
                 let axis = norm_axis(a.int("axis", 0), rank)?;
                 let total: usize = ts.iter().map(|t| t.len()).sum();
-                checked_numel(&[total])?;
+                checked_computed_numel(&[total])?;
                 one(tensor::concat(&ts, axis)?)
             }
             "Unsqueeze" | "Squeeze" | "Reshape" | "Flatten" => {
@@ -766,7 +766,7 @@ impl<'a> Importer<'a> {
                     .iter()
                     .map(|&d| usize::try_from(d).map_err(|_| invalid!("negative dimension {d}")))
                     .collect::<NRes<_>>()?;
-                checked_numel(&shape)?;
+                checked_computed_numel(&shape)?;
                 let value = match a.tensor("value") {
                     Some(t) => tensor::decode(t, self.base_dir)?,
                     None => Tensor::F32(ArrayD::from_elem(IxDyn(&[1]), 0.0)),
@@ -784,7 +784,7 @@ impl<'a> Importer<'a> {
                     return Err(invalid!("delta 0"));
                 }
                 let n = ((lf - sf) / df).ceil().max(0.0);
-                if !(n <= tensor::MAX_NUMEL as f64) {
+                if n.is_nan() || n > tensor::MAX_COMPUTED_NUMEL as f64 {
                     return Err(invalid!("range too long"));
                 }
                 let n = n as usize;
@@ -808,7 +808,7 @@ impl<'a> Importer<'a> {
                 if x.ncols() != y.nrows() {
                     return Err(invalid!("shapes {:?} and {:?} do not multiply", x.shape(), y.shape()));
                 }
-                checked_numel(&[x.nrows(), y.ncols()])?;
+                checked_computed_numel(&[x.nrows(), y.ncols()])?;
                 one(Tensor::F32(x.dot(&y).into_dyn()))
             }
             op if SUPPORTED_OPS.contains(&op) => Err(unsupported(" on constant inputs")),
@@ -1424,6 +1424,9 @@ impl<'a> Importer<'a> {
             (Some(Some(Value::Const(w))), Some(Some(Value::Var(x)))) => {
                 let x = *x;
                 let xs = self.shape(x);
+                if xs.is_empty() {
+                    return Err(invalid!("MatMul of a scalar"));
+                }
                 let m = if w.shape().len() == 1 {
                     as_matrix(w, xs.len())?.t().to_owned() // [1, K]
                 } else {
@@ -1494,10 +1497,7 @@ impl<'a> Importer<'a> {
         let groups = attr_pos(a.int("group", 1), "group")?;
         let in_sz = xs[2..].to_vec();
         let auto_pad = a.string("auto_pad").unwrap_or_default();
-        let bias = match bias {
-            Some(b) => Some(Array1::from_iter(b.iter().copied())),
-            None => None,
-        };
+        let bias = bias.map(|b| Array1::from_iter(b.iter().copied()));
         let mut w4s = w.shape()[..2].to_vec();
         w4s.extend(to2(&w.shape()[2..]));
         let weight: Array4<f32> = tensor::reshape(&w, &w4s)?

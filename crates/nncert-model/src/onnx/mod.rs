@@ -15,6 +15,9 @@
 //! linear up to its activations); variable weights, indices, pads, or shapes; 3-D convolutions and pools;
 //! non-constant Pad modes; broadcasting that replicates a variable.
 
+// `ModelError` (the crate's one error type) is large; boxing it is the error type's decision, not this module's.
+#![allow(clippy::result_large_err)]
+
 mod import;
 pub mod proto;
 mod tensor;

@@ -13,6 +13,11 @@ use std::path::{Component, Path};
 /// models (a ConstantOfShape or a broadcast asking for petabytes), which must fail cleanly, not abort.
 pub(crate) const MAX_NUMEL: usize = 1 << 28;
 
+/// Largest number of elements of a constant nncert *computes* at load time (ConstantOfShape, Range, broadcasts,
+/// Concat): these are shape arithmetic in real models, tiny; the bound keeps a hostile model from making the
+/// loader allocate gigabytes out of a few bytes.
+pub(crate) const MAX_COMPUTED_NUMEL: usize = 1 << 26;
+
 /// A constant value: float (any ONNX float type) or integer (any ONNX integer or boolean type).
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Tensor {
@@ -186,6 +191,15 @@ fn read_external(t: &TensorProto, base_dir: Option<&Path>) -> Result<Vec<u8>, St
     }
 }
 
+/// Like [`checked_numel`], for constants computed at load time ([`MAX_COMPUTED_NUMEL`]).
+pub(crate) fn checked_computed_numel(dims: &[usize]) -> Result<usize, String> {
+    let n = checked_numel(dims)?;
+    if n > MAX_COMPUTED_NUMEL {
+        return Err(format!("computed constant of shape {dims:?} is too large"));
+    }
+    Ok(n)
+}
+
 /// Decodes a `TensorProto` (raw little-endian data, typed fields or external data).
 pub(crate) fn decode(t: &TensorProto, base_dir: Option<&Path>) -> Result<Tensor, String> {
     let mut dims = Vec::with_capacity(t.dims.len());
@@ -341,7 +355,7 @@ fn zip_broadcast<A: Copy, B: Copy, C>(
             b.shape()
         )
     })?;
-    checked_numel(&shape)?;
+    checked_computed_numel(&shape)?;
     let av = a.broadcast(IxDyn(&shape)).ok_or("broadcast failed")?;
     let bv = b.broadcast(IxDyn(&shape)).ok_or("broadcast failed")?;
     Ok(Zip::from(&av).and(&bv).map_collect(|&x, &y| f(x, y)))
@@ -394,7 +408,7 @@ pub(crate) fn where_(c: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor, Strin
     let c = c.to_i64()?;
     let ab_shape = broadcast_shape(a.shape(), b.shape()).ok_or("Where operands do not broadcast")?;
     let shape = broadcast_shape(c.shape(), &ab_shape).ok_or("Where condition does not broadcast")?;
-    checked_numel(&shape)?;
+    checked_computed_numel(&shape)?;
     let cv = c.broadcast(IxDyn(&shape)).ok_or("broadcast failed")?;
     fn pick<T: Copy>(
         cv: &ndarray::ArrayViewD<i64>,
@@ -460,6 +474,10 @@ pub(crate) fn transpose<T: Clone>(a: &ArrayD<T>, perm: &[usize]) -> ArrayD<T> {
 /// Concatenates along `axis` (shapes checked by ndarray).
 pub(crate) fn concat(ts: &[Tensor], axis: usize) -> Result<Tensor, String> {
     let err = |e: ndarray::ShapeError| format!("cannot concatenate: {e}");
+    // ndarray asserts (panics) on an axis out of range for any operand.
+    if ts.iter().any(|t| t.shape().len() <= axis) {
+        return Err(format!("concatenation axis {axis} out of range for an operand"));
+    }
     if ts.iter().all(|t| matches!(t, Tensor::I64(_))) {
         let arrs: Vec<ArrayD<i64>> = ts.iter().map(|t| t.to_i64()).collect::<Result<_, _>>()?;
         let views: Vec<_> = arrs.iter().map(|a| a.view()).collect();
