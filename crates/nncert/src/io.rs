@@ -155,3 +155,38 @@ pub fn eval(model: &Path, input: &Path, output: Option<&Path>, in_f64: bool) -> 
     }
     Ok(())
 }
+
+/// Prints output bounds and constraint margins per case of `prop`.
+pub fn print_bounds(graph: &Graph, prop: &nncert_spec::Property, method: nncert_bounds::Method) {
+    let model = nncert_bounds::BoundModel::new(graph);
+    let bounder = model.bounder();
+    let refuted = nncert_verify::incomplete::refuted_disjuncts(&model, prop, method);
+    for (ci, case) in prop.cases.iter().enumerate() {
+        let bounds = bounder.node_bounds(&case.input, method);
+        let out = &bounds[graph.output_id().0];
+        println!("case {ci}: {} inputs in a box", case.input.dim());
+        for (j, (l, u)) in out.lower.iter().zip(&out.upper).enumerate() {
+            println!("  Y_{j} in [{l:.6e}, {u:.6e}]");
+        }
+        for (di, d) in case.output.disjuncts.iter().enumerate() {
+            let rows: Vec<Vec<f64>> = d.constraints.iter().map(|k| k.coeffs.clone()).collect();
+            let c = ndarray::Array2::from_shape_fn((rows.len(), graph.output_size()), |(r, j)| rows[r][j]);
+            let lower = if rows.is_empty() { vec![] } else { bounder.output_lower(&c, &bounds) };
+            let margins: Vec<String> = lower
+                .iter()
+                .zip(&d.constraints)
+                .map(|(lb, k)| format!("{:.4e}", lb - k.rhs))
+                .collect();
+            println!(
+                "  disjunct {di}: lower bounds of c·y - rhs: [{}] -> {}",
+                margins.join(", "),
+                if refuted[ci][di] { "impossible (proved)" } else { "not excluded" }
+            );
+        }
+    }
+    let proved = refuted.iter().all(|c| c.iter().all(|&r| r));
+    println!(
+        "property {} by {method:?} bounds",
+        if proved { "PROVED (unsat)" } else { "not proved" }
+    );
+}

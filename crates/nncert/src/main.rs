@@ -49,10 +49,25 @@ enum Command {
         #[arg(long)]
         f64: bool,
     },
+    /// Sound bounds on the outputs and on the property's constraints over each input box of a VNN-LIB property.
+    ///
+    /// For each case (input box) prints every output's [lower, upper] and, for every constraint `c·y <= rhs` of
+    /// the bad region, a lower bound of `c·y - rhs`: a positive value proves that constraint (hence its
+    /// disjunct) impossible. Bounds are sound for the real-valued network (explicit rounding-error terms).
+    Bounds {
+        /// The model (.onnx or .nnet).
+        model: PathBuf,
+        /// The property (.vnnlib).
+        property: PathBuf,
+        /// ibp (interval) or crown (backward linear relaxation).
+        #[arg(long, default_value = "crown")]
+        method: nncert_bounds::Method,
+    },
     /// Decide a VNN-LIB property: sat (counterexample found and re-checked), unsat (proved) or unknown.
     ///
-    /// Today `verify` runs the falsifier only (random sampling and PGD on the property margin, seeded), so it
-    /// answers sat or timeout; it never claims unsat without a proof.
+    /// Runs sound CROWN bounds first (answer `unsat` when they prove the property), then the falsifier (random
+    /// sampling and PGD on the property margin, seeded) until the timeout. `sat` only with a counterexample that
+    /// was re-executed in f32 and f64; no branch-and-bound yet, so hard properties end in `timeout`.
     #[command(after_help = EXIT_CODES)]
     Verify {
         /// The model (.onnx or .nnet).
@@ -89,6 +104,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// Loads a model and a property and checks that their sizes agree.
+fn load_pair(
+    model: &std::path::Path,
+    property: &std::path::Path,
+) -> Result<(nncert_model::Graph, nncert_spec::Property)> {
+    let graph = nncert_model::load_model(model)?;
+    let prop = nncert_spec::parse_file(property)?;
+    prop.check_dims(graph.input_size(), graph.output_size())
+        .with_context(|| {
+            format!(
+                "property {} does not fit model {}",
+                property.display(),
+                model.display()
+            )
+        })?;
+    Ok((graph, prop))
+}
+
 fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Inspect { model, graph } => io::inspect(&model, graph).map(|_| 0),
@@ -98,6 +131,15 @@ fn run(cli: Cli) -> Result<u8> {
             output,
             f64,
         } => io::eval(&model, &input, output.as_deref(), f64).map(|_| 0),
+        Command::Bounds {
+            model,
+            property,
+            method,
+        } => {
+            let (graph, prop) = load_pair(&model, &property)?;
+            io::print_bounds(&graph, &prop, method);
+            Ok(0)
+        }
         Command::Verify {
             model,
             property,
@@ -108,16 +150,7 @@ fn run(cli: Cli) -> Result<u8> {
             if !(timeout.is_finite() && timeout > 0.0) {
                 anyhow::bail!("--timeout must be a positive number of seconds, got {timeout}");
             }
-            let graph = nncert_model::load_model(&model)?;
-            let prop = nncert_spec::parse_file(&property)?;
-            prop.check_dims(graph.input_size(), graph.output_size())
-                .with_context(|| {
-                    format!(
-                        "property {} does not fit model {}",
-                        property.display(),
-                        model.display()
-                    )
-                })?;
+            let (graph, prop) = load_pair(&model, &property)?;
             let opts = VerifyOptions {
                 timeout: Duration::from_secs_f64(timeout),
                 seed,
