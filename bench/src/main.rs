@@ -124,7 +124,9 @@ fn run_suite(args: &Args, suite: &str, rows: &mut Vec<Row>) -> Result<()> {
         };
         let time = start.elapsed().as_secs_f64();
         let verdict = score(&word, &expected);
-        println!("{suite:<16} {id:>4} {onnx:<42} {vnnlib:<40} {word:<8} {time:>8.2}s expected {expected:<7} {verdict}");
+        println!(
+            "{suite:<16} {id:>4} {onnx:<42} {vnnlib:<40} {word:<8} {time:>8.2}s expected {expected:<7} {verdict}"
+        );
         rows.push(Row {
             suite: suite.to_string(),
             id: id.clone(),
@@ -142,7 +144,9 @@ fn run_suite(args: &Args, suite: &str, rows: &mut Vec<Row>) -> Result<()> {
 fn summary(rows: &[Row]) {
     let mut suites: Vec<&str> = rows.iter().map(|r| r.suite.as_str()).collect();
     suites.dedup();
-    println!("\n| suite | instances | sat ✓ | unsat ✓ | unknown/timeout | errors | WRONG | total s | median s |");
+    println!(
+        "\n| suite | instances | sat ✓ | unsat ✓ | unknown/timeout | errors | WRONG | total s | median s |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|");
     for s in suites {
         let rs: Vec<&Row> = rows.iter().filter(|r| r.suite == s).collect();
@@ -185,7 +189,10 @@ fn main() -> Result<()> {
     summary(&rows);
     if let Some(path) = &args.csv {
         let mut f = std::fs::File::create(path)?;
-        writeln!(f, "suite,instance_id,onnx,vnnlib,result,time_s,expected,verdict")?;
+        writeln!(
+            f,
+            "suite,instance_id,onnx,vnnlib,result,time_s,expected,verdict"
+        )?;
         for r in &rows {
             writeln!(
                 f,

@@ -36,10 +36,10 @@
 //! assert!(out.upper[0] >= 1.5 && out.upper[0] < 1.5 + 1e-12);
 //! ```
 
+use ndarray::{Array1, Array2, ArrayD, Axis, IxDyn};
 use nncert_model::eval::Evaluator;
 use nncert_model::ir::{Graph, GraphBuilder, Linear, Op};
 use nncert_spec::InputBox;
-use ndarray::{Array1, Array2, ArrayD, Axis, IxDyn};
 
 const U: f64 = f64::EPSILON / 2.0;
 
@@ -65,7 +65,9 @@ impl std::str::FromStr for Method {
         match s {
             "ibp" | "interval" => Ok(Method::Interval),
             "crown" | "deeppoly" => Ok(Method::Crown),
-            _ => Err(format!("unknown bound method '{s}' (expected ibp or crown)")),
+            _ => Err(format!(
+                "unknown bound method '{s}' (expected ibp or crown)"
+            )),
         }
     }
 }
@@ -311,8 +313,16 @@ impl Bounder<'_> {
             }
             Op::MaxPool(_) => {
                 // Max is monotone in every argument and exact in floating point.
-                let l = self.exact.node_forward(i, &[&batch1(&ins[0].lower, &g.node(node.inputs[0]).shape)], 1);
-                let u = self.exact.node_forward(i, &[&batch1(&ins[0].upper, &g.node(node.inputs[0]).shape)], 1);
+                let l = self.exact.node_forward(
+                    i,
+                    &[&batch1(&ins[0].lower, &g.node(node.inputs[0]).shape)],
+                    1,
+                );
+                let u = self.exact.node_forward(
+                    i,
+                    &[&batch1(&ins[0].upper, &g.node(node.inputs[0]).shape)],
+                    1,
+                );
                 NodeBounds {
                     lower: l.into_iter().collect(),
                     upper: u.into_iter().collect(),
@@ -329,8 +339,14 @@ impl Bounder<'_> {
                 // Sums of up to thousands of exponentials: widen by 2⁻⁴⁰ relative (≥ γ_n for n ≤ 8000).
                 let w = 2f64.powi(-40);
                 NodeBounds {
-                    lower: lo.into_iter().map(|v| (v - v.abs() * w - 1e-300).max(0.0)).collect(),
-                    upper: hi.into_iter().map(|v| (v + v.abs() * w + 1e-300).min(1.0)).collect(),
+                    lower: lo
+                        .into_iter()
+                        .map(|v| (v - v.abs() * w - 1e-300).max(0.0))
+                        .collect(),
+                    upper: hi
+                        .into_iter()
+                        .map(|v| (v + v.abs() * w + 1e-300).min(1.0))
+                        .collect(),
                 }
             }
             _ => self.affine_interval(i, &ins),
@@ -338,7 +354,14 @@ impl Bounder<'_> {
     }
 
     /// softmax_i with x_i taken from `own` and the other elements from `others` (a monotone substitution).
-    fn softmax_bound(&self, i: usize, own: &[f64], others: &[f64], shape: &[usize], _lower: bool) -> Vec<f64> {
+    fn softmax_bound(
+        &self,
+        i: usize,
+        own: &[f64],
+        others: &[f64],
+        shape: &[usize],
+        _lower: bool,
+    ) -> Vec<f64> {
         let Op::Softmax { axis } = &self.graph().node(nncert_model::NodeId(i)).op else {
             unreachable!()
         };
@@ -351,7 +374,10 @@ impl Bounder<'_> {
             .zip(own_a.lanes(Axis(axis + 1)))
             .zip(oth_a.lanes(Axis(axis + 1)))
         {
-            let m = a.iter().chain(b.iter()).fold(f64::NEG_INFINITY, |x, &y| x.max(y));
+            let m = a
+                .iter()
+                .chain(b.iter())
+                .fold(f64::NEG_INFINITY, |x, &y| x.max(y));
             let exps: Vec<f64> = b.iter().map(|&v| (v - m).exp()).collect();
             for k in 0..o.len() {
                 let e = (a[k] - m).exp();
@@ -449,7 +475,10 @@ impl Bounder<'_> {
         let mut lams: Vec<Option<ArrayD<f64>>> = vec![None; start + 1];
         let mut shape = vec![k];
         shape.extend(&nodes[start].shape);
-        lams[start] = Some(lam.into_shape_with_order(IxDyn(&shape)).expect("row length is the node size"));
+        lams[start] = Some(
+            lam.into_shape_with_order(IxDyn(&shape))
+                .expect("row length is the node size"),
+        );
         // The running constant and the accumulated rounding-error bound, per row.
         let mut d = vec![0.0f64; k];
         let mut err = vec![0.0f64; k];
@@ -469,7 +498,10 @@ impl Bounder<'_> {
             };
             let rows = |a: &ArrayD<f64>| -> Array2<f64> {
                 let n = a.len() / k;
-                a.view().into_shape_with_order((k, n)).expect("standard layout").to_owned()
+                a.view()
+                    .into_shape_with_order((k, n))
+                    .expect("standard layout")
+                    .to_owned()
             };
             let node = &nodes[i];
             if i == 0 {
@@ -597,7 +629,8 @@ impl Bounder<'_> {
                         .map(|j| batch1(&bounds[j.0].magnitude(), &nodes[j.0].shape))
                         .collect();
                     let mr: Vec<&ArrayD<f64>> = mags1.iter().collect();
-                    let ymag: Vec<f64> = self.abs_bias.node_forward(i, &mr, 1).into_iter().collect();
+                    let ymag: Vec<f64> =
+                        self.abs_bias.node_forward(i, &mr, 1).into_iter().collect();
                     let gam = gamma(self.model.terms[i]);
                     let l2 = rows(&lam_i);
                     let has_offset = offset.iter().any(|&v| v != 0.0);
@@ -641,7 +674,10 @@ impl Bounder<'_> {
                 // Each sum rounded once: |error| ≤ u·|sum| per element, times the node's magnitude.
                 let mag = bounds[j].magnitude();
                 let n = mag.len();
-                let a2 = acc.view().into_shape_with_order((k, n)).expect("standard layout");
+                let a2 = acc
+                    .view()
+                    .into_shape_with_order((k, n))
+                    .expect("standard layout");
                 for (r, row) in a2.rows().into_iter().enumerate() {
                     let m: f64 = row.iter().zip(&mag).map(|(a, m)| a.abs() * m).sum();
                     err[r] += 2.0 * U * m * 1.01;

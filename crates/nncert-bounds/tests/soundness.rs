@@ -1,11 +1,11 @@
 //! Soundness: on random networks of every op kind and random boxes, every sampled point (and box vertex) of every
 //! node lies inside the computed bounds, and every linear objective's lower bound is below its sampled values.
 
+use ndarray::{Array1, Array2, Array4, ArrayD, IxDyn};
 use nncert_bounds::{BoundModel, Method};
 use nncert_model::eval::Evaluator;
 use nncert_model::ir::{Conv, Graph, GraphBuilder, Linear, Op, Pool, SliceAxis};
 use nncert_spec::InputBox;
-use ndarray::{Array1, Array2, Array4, ArrayD, IxDyn};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -29,7 +29,10 @@ fn activation(rng: &mut ChaCha8Rng) -> Op {
         2 => Op::LeakyRelu { alpha: 0.1 },
         3 => Op::Sigmoid,
         4 => Op::Tanh,
-        _ => Op::Clip { min: -0.5, max: 0.7 },
+        _ => Op::Clip {
+            min: -0.5,
+            max: 0.7,
+        },
     }
 }
 
@@ -41,33 +44,65 @@ fn random_mlp(rng: &mut ChaCha8Rng) -> Graph {
     let scale = ArrayD::from_shape_fn(IxDyn(&[n_in]), |_| normal(rng, 1.0));
     let shift = ArrayD::from_shape_fn(IxDyn(&[1, n_in]), |_| normal(rng, 1.0));
     cur = b
-        .push("norm", Op::Affine { scale: Some(scale), shift: Some(shift) }, vec![cur], None)
+        .push(
+            "norm",
+            Op::Affine {
+                scale: Some(scale),
+                shift: Some(shift),
+            },
+            vec![cur],
+            None,
+        )
         .unwrap();
     let mut width = n_in;
     for layer in 0..rng.random_range(1..4) {
         let w = rng.random_range(2..12);
-        let h = b.push(format!("fc{layer}"), linear(rng, w, width), vec![cur], None).unwrap();
-        let a = b.push(format!("act{layer}"), activation(rng), vec![h], None).unwrap();
+        let h = b
+            .push(format!("fc{layer}"), linear(rng, w, width), vec![cur], None)
+            .unwrap();
+        let a = b
+            .push(format!("act{layer}"), activation(rng), vec![h], None)
+            .unwrap();
         cur = if rng.random_bool(0.3) {
-            let h2 = b.push(format!("skip{layer}"), linear(rng, w, width), vec![cur], None).unwrap();
-            let op = if rng.random_bool(0.5) { Op::Add } else { Op::Sub };
-            b.push(format!("res{layer}"), op, vec![a, h2], None).unwrap()
+            let h2 = b
+                .push(
+                    format!("skip{layer}"),
+                    linear(rng, w, width),
+                    vec![cur],
+                    None,
+                )
+                .unwrap();
+            let op = if rng.random_bool(0.5) {
+                Op::Add
+            } else {
+                Op::Sub
+            };
+            b.push(format!("res{layer}"), op, vec![a, h2], None)
+                .unwrap()
         } else {
             a
         };
         width = w;
     }
     let out = rng.random_range(1..5);
-    cur = b.push("out", linear(rng, out, width), vec![cur], None).unwrap();
+    cur = b
+        .push("out", linear(rng, out, width), vec![cur], None)
+        .unwrap();
     if rng.random_bool(0.2) {
-        cur = b.push("softmax", Op::Softmax { axis: 1 }, vec![cur], None).unwrap();
+        cur = b
+            .push("softmax", Op::Softmax { axis: 1 }, vec![cur], None)
+            .unwrap();
     }
     b.finish(cur)
 }
 
 /// A random small CNN: conv, pools, pad, concat with a slice, transpose, flatten, linear.
 fn random_cnn(rng: &mut ChaCha8Rng) -> Graph {
-    let (c, h, w) = (rng.random_range(1..3), rng.random_range(4..7), rng.random_range(4..7));
+    let (c, h, w) = (
+        rng.random_range(1..3),
+        rng.random_range(4..7),
+        rng.random_range(4..7),
+    );
     let mut b = GraphBuilder::new("x", vec![1, c, h, w]);
     let x = b.input_id();
     let co = rng.random_range(1..4);
@@ -85,15 +120,38 @@ fn random_cnn(rng: &mut ChaCha8Rng) -> Graph {
     let y = b.push("act", activation(rng), vec![y], None).unwrap();
     let s = b.shape(y).clone();
     let (oh, ow) = (s[2], s[3]);
-    let pool = Pool { kernel: [2, 2], strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1] };
+    let pool = Pool {
+        kernel: [2, 2],
+        strides: [1, 1],
+        pads: [0, 0, 0, 0],
+        dilations: [1, 1],
+    };
     let pshape = vec![1, co, oh - 1, ow - 1];
     let p = if rng.random_bool(0.5) {
-        b.push("maxpool", Op::MaxPool(pool), vec![y], Some(pshape)).unwrap()
+        b.push("maxpool", Op::MaxPool(pool), vec![y], Some(pshape))
+            .unwrap()
     } else {
-        b.push("avgpool", Op::AveragePool { pool, count_include_pad: false }, vec![y], Some(pshape)).unwrap()
+        b.push(
+            "avgpool",
+            Op::AveragePool {
+                pool,
+                count_include_pad: false,
+            },
+            vec![y],
+            Some(pshape),
+        )
+        .unwrap()
     };
     let padded = b
-        .push("pad", Op::Pad { pads: vec![(0, 0), (0, 0), (1, 0), (0, 1)], value: 0.25 }, vec![p], None)
+        .push(
+            "pad",
+            Op::Pad {
+                pads: vec![(0, 0), (0, 0), (1, 0), (0, 1)],
+                value: 0.25,
+            },
+            vec![p],
+            None,
+        )
         .unwrap();
     let ps = b.shape(padded).clone();
     let sl = b
@@ -103,7 +161,10 @@ fn random_cnn(rng: &mut ChaCha8Rng) -> Graph {
                 axes: vec![
                     SliceAxis { start: 0, step: 1 },
                     SliceAxis { start: 0, step: 1 },
-                    SliceAxis { start: ps[2] - 1, step: -1 },
+                    SliceAxis {
+                        start: ps[2] - 1,
+                        step: -1,
+                    },
                     SliceAxis { start: 0, step: 1 },
                 ],
             },
@@ -111,10 +172,23 @@ fn random_cnn(rng: &mut ChaCha8Rng) -> Graph {
             Some(ps.clone()),
         )
         .unwrap();
-    let cat = b.push("concat", Op::Concat { axis: 1 }, vec![padded, sl], None).unwrap();
-    let t = b.push("transpose", Op::Transpose { perm: vec![0, 2, 3, 1] }, vec![cat], None).unwrap();
+    let cat = b
+        .push("concat", Op::Concat { axis: 1 }, vec![padded, sl], None)
+        .unwrap();
+    let t = b
+        .push(
+            "transpose",
+            Op::Transpose {
+                perm: vec![0, 2, 3, 1],
+            },
+            vec![cat],
+            None,
+        )
+        .unwrap();
     let n: usize = b.shape(t).iter().product();
-    let flat = b.push("flatten", Op::Reshape, vec![t], Some(vec![1, n])).unwrap();
+    let flat = b
+        .push("flatten", Op::Reshape, vec![t], Some(vec![1, n]))
+        .unwrap();
     let out = rng.random_range(1..4);
     let y = b.push("fc", linear(rng, out, n), vec![flat], None).unwrap();
     b.finish(y)
@@ -140,7 +214,11 @@ fn samples(rng: &mut ChaCha8Rng, b: &InputBox, count: usize) -> Array2<f64> {
         let vertex = i < count / 4;
         for (j, v) in row.iter_mut().enumerate() {
             let t: f64 = if vertex {
-                if n <= 10 && i < (1 << n) { ((i >> j) & 1) as f64 } else { rng.random_range(0..2) as f64 }
+                if n <= 10 && i < (1 << n) {
+                    ((i >> j) & 1) as f64
+                } else {
+                    rng.random_range(0..2) as f64
+                }
             } else {
                 rng.random()
             };
@@ -188,7 +266,11 @@ fn check(graph: &Graph, rng: &mut ChaCha8Rng, points: usize) -> usize {
         for (r, crow) in c.rows().into_iter().enumerate() {
             for yrow in y.rows() {
                 let v: f64 = crow.iter().zip(yrow.iter()).map(|(a, b)| a * b).sum();
-                assert!(lb[r] <= v + 1e-12 * v.abs(), "{method:?}: objective {r}: {v} < lower bound {}", lb[r]);
+                assert!(
+                    lb[r] <= v + 1e-12 * v.abs(),
+                    "{method:?}: objective {r}: {v} < lower bound {}",
+                    lb[r]
+                );
             }
         }
     }
@@ -200,9 +282,19 @@ fn truncate(graph: &Graph, id: usize) -> Graph {
     let input = graph.input();
     let mut b = GraphBuilder::new(input.name.clone(), input.shape.clone());
     for n in &graph.nodes()[1..=id.max(0)] {
-        b.push(n.name.clone(), n.op.clone(), n.inputs.clone(), Some(n.shape.clone())).unwrap();
+        b.push(
+            n.name.clone(),
+            n.op.clone(),
+            n.inputs.clone(),
+            Some(n.shape.clone()),
+        )
+        .unwrap();
     }
-    let out = if id == 0 { b.input_id() } else { nncert_model::NodeId(id) };
+    let out = if id == 0 {
+        b.input_id()
+    } else {
+        nncert_model::NodeId(id)
+    };
     b.finish(out)
 }
 
@@ -235,7 +327,9 @@ fn linear_networks_get_exact_bounds() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     for _ in 0..20 {
         let mut b = GraphBuilder::new("x", vec![3]);
-        let h = b.push("a", linear(&mut rng, 4, 3), vec![b.input_id()], None).unwrap();
+        let h = b
+            .push("a", linear(&mut rng, 4, 3), vec![b.input_id()], None)
+            .unwrap();
         let y = b.push("b", linear(&mut rng, 2, 4), vec![h], None).unwrap();
         let g = b.finish(y);
         let ibox = random_box(&mut rng, 3);
@@ -248,8 +342,16 @@ fn linear_networks_get_exact_bounds() {
         for e in 0..2 {
             let lo = y.column(e).fold(f64::INFINITY, |a, &b| a.min(b));
             let hi = y.column(e).fold(f64::NEG_INFINITY, |a, &b| a.max(b));
-            assert!(out.lower[e] <= lo && lo - out.lower[e] < 1e-12, "{} vs {lo}", out.lower[e]);
-            assert!(out.upper[e] >= hi && out.upper[e] - hi < 1e-12, "{} vs {hi}", out.upper[e]);
+            assert!(
+                out.lower[e] <= lo && lo - out.lower[e] < 1e-12,
+                "{} vs {lo}",
+                out.lower[e]
+            );
+            assert!(
+                out.upper[e] >= hi && out.upper[e] - hi < 1e-12,
+                "{} vs {hi}",
+                out.upper[e]
+            );
         }
     }
 }
@@ -262,7 +364,10 @@ fn single_relu_has_the_known_hull() {
     let g = b.finish(r);
     let model = BoundModel::new(&g);
     let bounder = model.bounder();
-    let ibox = InputBox { lower: vec![-1.0], upper: vec![3.0] };
+    let ibox = InputBox {
+        lower: vec![-1.0],
+        upper: vec![3.0],
+    };
     let bounds = bounder.node_bounds(&ibox, Method::Crown);
     assert_eq!(bounds[1].lower[0], 0.0);
     assert!(bounds[1].upper[0] >= 3.0 && bounds[1].upper[0] < 3.0 + 1e-12);

@@ -13,9 +13,9 @@
 //! Linear layers are *not* merged with each other: separate layers keep the activation-free structure that
 //! bounds exploit, and merging would not shrink the graph in general.
 //!
-//! Exactness: all constants of affine ops are converted to f64 (exactly) before rewriting and rounded back to
-//! f32 once at the end, so each fused weight is the f32 rounding of the exact product of the original f32
-//! constants (up to the f64 rounding of products of more than two factors).
+//! Exactness: the constants of Affine ops, and the weights of the layers a rewrite touches, are converted to f64
+//! (exactly) and rounded back to f32 once at the end, so each fused weight is the f32 rounding of the exact
+//! product of the original f32 constants (up to the f64 rounding of products of more than two factors).
 
 use crate::ir::{Conv, ConvTranspose, Graph, GraphBuilder, Linear, Op, Shape};
 use ndarray::{Array1, Array2, Array4, ArrayD, Axis};
@@ -107,6 +107,37 @@ fn along_axis(c: &ArrayD<f64>, shape: &[usize], axis: usize) -> Option<Array1<f6
     }
 }
 
+/// Converts a Linear, Conv or ConvTranspose to its f64 working form (exact), so that fusions into it round once.
+fn promote(op: &mut WOp) {
+    let empty = || Array4::zeros((0, 0, 0, 0));
+    let new = match op {
+        WOp::Other(Op::Linear(l)) => WOp::Linear {
+            w: l.weight.mapv(|v| v as f64),
+            b: f64v(&l.bias),
+        },
+        WOp::Other(Op::Conv(c)) => WOp::Conv {
+            w: c.weight.mapv(|v| v as f64),
+            b: f64v(&c.bias),
+            meta: Conv {
+                weight: empty(),
+                bias: None,
+                ..c.clone()
+            },
+        },
+        WOp::Other(Op::ConvTranspose(c)) => WOp::ConvT {
+            w: c.weight.mapv(|v| v as f64),
+            b: f64v(&c.bias),
+            meta: ConvTranspose {
+                weight: empty(),
+                bias: None,
+                ..c.clone()
+            },
+        },
+        _ => return,
+    };
+    *op = new;
+}
+
 /// `(scale, shift)` of an Affine as per-channel vectors along `axis`, if both vary only along it.
 fn per_axis(
     scale: &Option<ArrayD<f64>>,
@@ -127,7 +158,11 @@ fn per_axis(
 }
 
 /// New bias `s ⊙ b + t`.
-fn fused_bias(b: &Option<Array1<f64>>, s: &Array1<f64>, t: &Option<Array1<f64>>) -> Option<Array1<f64>> {
+fn fused_bias(
+    b: &Option<Array1<f64>>,
+    s: &Array1<f64>,
+    t: &Option<Array1<f64>>,
+) -> Option<Array1<f64>> {
     match (b, t) {
         (None, None) => None,
         (Some(b), None) => Some(b * s),
@@ -142,32 +177,12 @@ impl Work {
             .nodes()
             .iter()
             .map(|n| {
+                // Affine constants are small: f64 from the start. Weights are converted only when a fusion
+                // touches them ([`promote`]).
                 let op = match &n.op {
                     Op::Affine { scale, shift } => WOp::Affine {
                         scale: scale.as_ref().map(f64d),
                         shift: shift.as_ref().map(f64d),
-                    },
-                    Op::Linear(l) => WOp::Linear {
-                        w: l.weight.mapv(|v| v as f64),
-                        b: f64v(&l.bias),
-                    },
-                    Op::Conv(c) => WOp::Conv {
-                        w: c.weight.mapv(|v| v as f64),
-                        b: f64v(&c.bias),
-                        meta: Conv {
-                            weight: Array4::zeros((0, 0, 0, 0)),
-                            bias: None,
-                            ..c.clone()
-                        },
-                    },
-                    Op::ConvTranspose(c) => WOp::ConvT {
-                        w: c.weight.mapv(|v| v as f64),
-                        b: f64v(&c.bias),
-                        meta: ConvTranspose {
-                            weight: Array4::zeros((0, 0, 0, 0)),
-                            bias: None,
-                            ..c.clone()
-                        },
                     },
                     op => WOp::Other(op.clone()),
                 };
@@ -277,10 +292,14 @@ impl Work {
                     return false;
                 }
                 let (scale, shift) = (scale.clone(), shift.clone());
+                promote(&mut self.nodes[j].op);
                 let shape = self.nodes[i].shape.clone();
                 let r = shape.len();
                 match &mut self.nodes[j].op {
-                    WOp::Affine { scale: s1, shift: b1 } => {
+                    WOp::Affine {
+                        scale: s1,
+                        shift: b1,
+                    } => {
                         // s2 ⊙ (s1 ⊙ x + b1) + b2
                         let s = match (s1.as_ref(), scale.as_ref()) {
                             (None, None) => None,
@@ -388,7 +407,11 @@ impl Work {
                     ..meta
                 }),
             };
-            let inputs = n.inputs.iter().map(|&j| map[j]).collect::<Option<Vec<_>>>()?;
+            let inputs = n
+                .inputs
+                .iter()
+                .map(|&j| map[j])
+                .collect::<Option<Vec<_>>>()?;
             map[i] = Some(b.push(n.name, op, inputs, Some(n.shape)).ok()?);
         }
         Some(b.finish(map[self.output]?))
@@ -453,12 +476,19 @@ mod tests {
         let c = canonicalize(g.clone());
         assert_eq!(kinds(&c), expected_kinds, "canonical graph:\n{c}");
         let n = g.input_size();
-        let x = Array::from_shape_vec((8, n), values(8 * n, 99).iter().map(|&v| v as f64).collect()).unwrap();
+        let x = Array::from_shape_vec(
+            (8, n),
+            values(8 * n, 99).iter().map(|&v| v as f64).collect(),
+        )
+        .unwrap();
         let y0 = Evaluator::<f64>::new(&g).forward(x.view()).unwrap();
         let y1 = Evaluator::<f64>::new(&c).forward(x.view()).unwrap();
         let scale = y0.iter().fold(1.0f64, |m, v| m.max(v.abs()));
         for (a, b) in y0.iter().zip(y1.iter()) {
-            assert!((a - b).abs() <= 1e-5 * scale, "{a} vs {b}\nbefore:\n{g}\nafter:\n{c}");
+            assert!(
+                (a - b).abs() <= 1e-5 * scale,
+                "{a} vs {b}\nbefore:\n{g}\nafter:\n{c}"
+            );
         }
         c
     }
@@ -467,10 +497,16 @@ mod tests {
     fn noop_reshape_and_reshape_chains_go() {
         let mut b = GraphBuilder::new("x", vec![1, 2, 3]);
         let x = b.input_id();
-        let r0 = b.push("same", Op::Reshape, vec![x], Some(vec![1, 2, 3])).unwrap();
+        let r0 = b
+            .push("same", Op::Reshape, vec![x], Some(vec![1, 2, 3]))
+            .unwrap();
         let r1 = b.push("r1", Op::Reshape, vec![r0], Some(vec![6])).unwrap();
-        let r2 = b.push("r2", Op::Reshape, vec![r1], Some(vec![3, 2])).unwrap();
-        let r3 = b.push("r3", Op::Reshape, vec![r2], Some(vec![1, 6])).unwrap();
+        let r2 = b
+            .push("r2", Op::Reshape, vec![r1], Some(vec![3, 2]))
+            .unwrap();
+        let r3 = b
+            .push("r3", Op::Reshape, vec![r2], Some(vec![1, 6]))
+            .unwrap();
         let y = b.push("fc", linear(2, 6, 1, true), vec![r3], None).unwrap();
         check(b.finish(y), &["Input", "Reshape", "Linear"]);
 
@@ -478,7 +514,9 @@ mod tests {
         let mut b = GraphBuilder::new("x", vec![2, 3]);
         let x = b.input_id();
         let r1 = b.push("r1", Op::Reshape, vec![x], Some(vec![6])).unwrap();
-        let r2 = b.push("r2", Op::Reshape, vec![r1], Some(vec![2, 3])).unwrap();
+        let r2 = b
+            .push("r2", Op::Reshape, vec![r1], Some(vec![2, 3]))
+            .unwrap();
         let y = b.push("relu", Op::Relu, vec![r2], None).unwrap();
         check(b.finish(y), &["Input", "Relu"]);
     }
@@ -490,7 +528,9 @@ mod tests {
         let a0 = b.push("none", affine(None, None), vec![x], None).unwrap();
         let ones = ArrayD::from_elem(IxDyn(&[4]), 1.0f32);
         let zeros = ArrayD::from_elem(IxDyn(&[1]), 0.0f32);
-        let a1 = b.push("id", affine(Some(ones), Some(zeros)), vec![a0], None).unwrap();
+        let a1 = b
+            .push("id", affine(Some(ones), Some(zeros)), vec![a0], None)
+            .unwrap();
         let y = b.push("relu", Op::Relu, vec![a1], None).unwrap();
         check(b.finish(y), &["Input", "Relu"]);
     }
@@ -500,9 +540,25 @@ mod tests {
         // (x - mean) / std with differently shaped constants, then a shift along another axis.
         let mut b = GraphBuilder::new("x", vec![1, 3, 2, 2]);
         let x = b.input_id();
-        let a0 = b.push("sub", affine(None, Some(arr(&[3, 1, 1], 5))), vec![x], None).unwrap();
-        let a1 = b.push("div", affine(Some(arr(&[3, 1, 1], 6)), None), vec![a0], None).unwrap();
-        let a2 = b.push("add", affine(Some(arr(&[2], 7)), Some(arr(&[2, 1], 8))), vec![a1], None).unwrap();
+        let a0 = b
+            .push("sub", affine(None, Some(arr(&[3, 1, 1], 5))), vec![x], None)
+            .unwrap();
+        let a1 = b
+            .push(
+                "div",
+                affine(Some(arr(&[3, 1, 1], 6)), None),
+                vec![a0],
+                None,
+            )
+            .unwrap();
+        let a2 = b
+            .push(
+                "add",
+                affine(Some(arr(&[2], 7)), Some(arr(&[2, 1], 8))),
+                vec![a1],
+                None,
+            )
+            .unwrap();
         let y = b.push("relu", Op::Relu, vec![a2], None).unwrap();
         let c = check(b.finish(y), &["Input", "Affine", "Relu"]);
         assert_eq!(c.nodes()[1].name, "add");
@@ -512,8 +568,12 @@ mod tests {
     fn affine_with_two_users_is_not_merged() {
         let mut b = GraphBuilder::new("x", vec![3]);
         let x = b.input_id();
-        let a0 = b.push("a0", affine(Some(arr(&[3], 1)), None), vec![x], None).unwrap();
-        let a1 = b.push("a1", affine(None, Some(arr(&[3], 2))), vec![a0], None).unwrap();
+        let a0 = b
+            .push("a0", affine(Some(arr(&[3], 1)), None), vec![x], None)
+            .unwrap();
+        let a1 = b
+            .push("a1", affine(None, Some(arr(&[3], 2))), vec![a0], None)
+            .unwrap();
         let r = b.push("relu", Op::Relu, vec![a0], None).unwrap();
         let y = b.push("add", Op::Add, vec![a1, r], None).unwrap();
         check(b.finish(y), &["Input", "Affine", "Affine", "Relu", "Add"]);
@@ -525,11 +585,17 @@ mod tests {
         let mut b = GraphBuilder::new("x", vec![1, 5]);
         let x = b.input_id();
         let l = b.push("mm", linear(3, 5, 1, false), vec![x], None).unwrap();
-        let a = b.push("add", affine(None, Some(arr(&[3], 2))), vec![l], None).unwrap();
-        let m = b.push("mul", affine(Some(arr(&[1, 3], 3)), None), vec![a], None).unwrap();
+        let a = b
+            .push("add", affine(None, Some(arr(&[3], 2))), vec![l], None)
+            .unwrap();
+        let m = b
+            .push("mul", affine(Some(arr(&[1, 3], 3)), None), vec![a], None)
+            .unwrap();
         let y = b.push("relu", Op::Relu, vec![m], None).unwrap();
         let c = check(b.finish(y), &["Input", "Linear", "Relu"]);
-        let Op::Linear(l) = &c.nodes()[1].op else { panic!() };
+        let Op::Linear(l) = &c.nodes()[1].op else {
+            panic!()
+        };
         assert!(l.bias.is_some());
         assert_eq!(c.nodes()[1].name, "mm");
     }
@@ -540,7 +606,9 @@ mod tests {
         let mut b = GraphBuilder::new("x", vec![2, 4]);
         let x = b.input_id();
         let l = b.push("fc", linear(3, 4, 1, true), vec![x], None).unwrap();
-        let a = b.push("add", affine(None, Some(arr(&[2, 1], 2))), vec![l], None).unwrap();
+        let a = b
+            .push("add", affine(None, Some(arr(&[2, 1], 2))), vec![l], None)
+            .unwrap();
         check(b.finish(a), &["Input", "Linear", "Affine"]);
     }
 
@@ -549,7 +617,9 @@ mod tests {
         let mut b = GraphBuilder::new("x", vec![4]);
         let x = b.input_id();
         let l = b.push("fc", linear(4, 4, 1, true), vec![x], None).unwrap();
-        let a = b.push("scale", affine(Some(arr(&[4], 2)), None), vec![l], None).unwrap();
+        let a = b
+            .push("scale", affine(Some(arr(&[4], 2)), None), vec![l], None)
+            .unwrap();
         let y = b.push("add", Op::Add, vec![a, l], None).unwrap();
         check(b.finish(y), &["Input", "Linear", "Affine", "Add"]);
     }
@@ -558,9 +628,16 @@ mod tests {
     fn batchnorm_fuses_into_conv() {
         let mut b = GraphBuilder::new("x", vec![1, 2, 5, 4]);
         let x = b.input_id();
-        let c = b.push("conv", conv(3, 2, 3, 1, true), vec![x], None).unwrap();
+        let c = b
+            .push("conv", conv(3, 2, 3, 1, true), vec![x], None)
+            .unwrap();
         let bn = b
-            .push("bn", affine(Some(arr(&[3, 1, 1], 2)), Some(arr(&[3, 1, 1], 3))), vec![c], None)
+            .push(
+                "bn",
+                affine(Some(arr(&[3, 1, 1], 2)), Some(arr(&[3, 1, 1], 3))),
+                vec![c],
+                None,
+            )
             .unwrap();
         let y = b.push("relu", Op::Relu, vec![bn], None).unwrap();
         check(b.finish(y), &["Input", "Conv", "Relu"]);
@@ -568,16 +645,29 @@ mod tests {
         // Without a conv bias, and a scalar scale.
         let mut b = GraphBuilder::new("x", vec![1, 2, 5, 4]);
         let x = b.input_id();
-        let c = b.push("conv", conv(3, 2, 3, 1, false), vec![x], None).unwrap();
+        let c = b
+            .push("conv", conv(3, 2, 3, 1, false), vec![x], None)
+            .unwrap();
         let s = ArrayD::from_elem(IxDyn(&[]), 0.5f32);
-        let bn = b.push("half", affine(Some(s), Some(arr(&[1, 3, 1, 1], 3))), vec![c], None).unwrap();
+        let bn = b
+            .push(
+                "half",
+                affine(Some(s), Some(arr(&[1, 3, 1, 1], 3))),
+                vec![c],
+                None,
+            )
+            .unwrap();
         check(b.finish(bn), &["Input", "Conv"]);
 
         // A constant varying along W is not per channel.
         let mut b = GraphBuilder::new("x", vec![1, 2, 5, 4]);
         let x = b.input_id();
-        let c = b.push("conv", conv(3, 2, 3, 1, true), vec![x], None).unwrap();
-        let bn = b.push("w", affine(Some(arr(&[2], 2)), None), vec![c], None).unwrap();
+        let c = b
+            .push("conv", conv(3, 2, 3, 1, true), vec![x], None)
+            .unwrap();
+        let bn = b
+            .push("w", affine(Some(arr(&[2], 2)), None), vec![c], None)
+            .unwrap();
         check(b.finish(bn), &["Input", "Conv", "Affine"]);
     }
 
@@ -594,9 +684,16 @@ mod tests {
             output_padding: [0, 0],
             groups: 2,
         });
-        let c = b.push("convT", ct, vec![x], Some(vec![1, 6, 6, 6])).unwrap();
+        let c = b
+            .push("convT", ct, vec![x], Some(vec![1, 6, 6, 6]))
+            .unwrap();
         let bn = b
-            .push("bn", affine(Some(arr(&[6, 1, 1], 2)), Some(arr(&[6, 1, 1], 3))), vec![c], None)
+            .push(
+                "bn",
+                affine(Some(arr(&[6, 1, 1], 2)), Some(arr(&[6, 1, 1], 3))),
+                vec![c],
+                None,
+            )
             .unwrap();
         check(b.finish(bn), &["Input", "ConvTranspose"]);
     }
@@ -607,10 +704,18 @@ mod tests {
         let mut b = GraphBuilder::new("x", vec![1, 3]);
         let x = b.input_id();
         let l = b.push("fc", linear(4, 3, 1, true), vec![x], None).unwrap();
-        let r = b.push("noop", Op::Reshape, vec![l], Some(vec![1, 4])).unwrap();
-        let a = b.push("a", affine(Some(arr(&[4], 2)), None), vec![r], None).unwrap();
-        let a2 = b.push("a2", affine(None, Some(arr(&[1], 3))), vec![a], None).unwrap();
-        let r1 = b.push("r1", Op::Reshape, vec![a2], Some(vec![2, 2])).unwrap();
+        let r = b
+            .push("noop", Op::Reshape, vec![l], Some(vec![1, 4]))
+            .unwrap();
+        let a = b
+            .push("a", affine(Some(arr(&[4], 2)), None), vec![r], None)
+            .unwrap();
+        let a2 = b
+            .push("a2", affine(None, Some(arr(&[1], 3))), vec![a], None)
+            .unwrap();
+        let r1 = b
+            .push("r1", Op::Reshape, vec![a2], Some(vec![2, 2]))
+            .unwrap();
         let r2 = b.push("r2", Op::Reshape, vec![r1], Some(vec![4])).unwrap();
         let c = check(b.finish(r2), &["Input", "Linear", "Reshape"]);
         assert_eq!(c.output().shape, vec![4]);
@@ -627,17 +732,39 @@ mod tests {
         let l = b
             .push(
                 "fc",
-                Op::Linear(Linear { weight: w.clone().into_shape_with_order((1, 3)).unwrap(), bias: None }),
+                Op::Linear(Linear {
+                    weight: w.clone().into_shape_with_order((1, 3)).unwrap(),
+                    bias: None,
+                }),
                 vec![x],
                 None,
             )
             .unwrap();
-        let a = b.push("x3", affine(Some(ArrayD::from_elem(IxDyn(&[1]), 3.0)), None), vec![l], None).unwrap();
+        let a = b
+            .push(
+                "x3",
+                affine(Some(ArrayD::from_elem(IxDyn(&[1]), 3.0)), None),
+                vec![l],
+                None,
+            )
+            .unwrap();
         let third = (1.0f64 / 3.0) as f32;
-        let a2 = b.push("d3", affine(Some(ArrayD::from_elem(IxDyn(&[1]), third)), None), vec![a], None).unwrap();
+        let a2 = b
+            .push(
+                "d3",
+                affine(Some(ArrayD::from_elem(IxDyn(&[1]), third)), None),
+                vec![a],
+                None,
+            )
+            .unwrap();
         let c = check(b.finish(a2), &["Input", "Linear"]);
-        let Op::Linear(l) = &c.nodes()[1].op else { panic!() };
-        let expect: Vec<f32> = w.iter().map(|&v| (v as f64 * 3.0 * third as f64) as f32).collect();
+        let Op::Linear(l) = &c.nodes()[1].op else {
+            panic!()
+        };
+        let expect: Vec<f32> = w
+            .iter()
+            .map(|&v| (v as f64 * 3.0 * third as f64) as f32)
+            .collect();
         assert_eq!(l.weight.iter().copied().collect::<Vec<_>>(), expect);
     }
 }

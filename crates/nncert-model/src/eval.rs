@@ -24,8 +24,8 @@
 use crate::error::ModelError;
 use crate::ir::{Conv, ConvTranspose, Graph, Op, Pool, SliceAxis};
 use ndarray::{
-    Array1, Array2, Array4, ArrayD, ArrayView2, ArrayViewD, Axis, IxDyn, LinalgScalar, ScalarOperand,
-    Zip, s,
+    Array1, Array2, Array4, ArrayD, ArrayView2, ArrayViewD, Axis, IxDyn, LinalgScalar,
+    ScalarOperand, Zip, s,
 };
 use num_traits::Float;
 use rayon::prelude::*;
@@ -139,7 +139,14 @@ struct ConvGeom {
 impl ConvGeom {
     /// Input coordinate read by output `o` at kernel offset `k` along one axis, if inside the input.
     #[inline]
-    fn src(o: usize, k: usize, stride: usize, pad: usize, dil: usize, size: usize) -> Option<usize> {
+    fn src(
+        o: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        dil: usize,
+        size: usize,
+    ) -> Option<usize> {
         let p = (o * stride + k * dil).checked_sub(pad)?;
         (p < size).then_some(p)
     }
@@ -156,17 +163,24 @@ impl ConvGeom {
                     let mut dst = cols.row_mut(row);
                     let dst = dst.as_slice_mut().expect("contiguous");
                     for a in 0..oh {
-                        let Some(i) = Self::src(a, ki, self.stride[0], self.pad[0], self.dil[0], self.h)
+                        let Some(i) =
+                            Self::src(a, ki, self.stride[0], self.pad[0], self.dil[0], self.h)
                         else {
                             dst[a * ow..(a + 1) * ow].fill(T::zero());
                             continue;
                         };
                         for b in 0..ow {
-                            dst[a * ow + b] =
-                                match Self::src(b, kj, self.stride[1], self.pad[1], self.dil[1], self.w) {
-                                    Some(j) => ch[i * self.w + j],
-                                    None => T::zero(),
-                                };
+                            dst[a * ow + b] = match Self::src(
+                                b,
+                                kj,
+                                self.stride[1],
+                                self.pad[1],
+                                self.dil[1],
+                                self.w,
+                            ) {
+                                Some(j) => ch[i * self.w + j],
+                                None => T::zero(),
+                            };
                         }
                     }
                 }
@@ -186,7 +200,8 @@ impl ConvGeom {
                     let src = cols.row(row);
                     let src = src.as_slice().expect("contiguous");
                     for a in 0..oh {
-                        let Some(i) = Self::src(a, ki, self.stride[0], self.pad[0], self.dil[0], self.h)
+                        let Some(i) =
+                            Self::src(a, ki, self.stride[0], self.pad[0], self.dil[0], self.h)
                         else {
                             continue;
                         };
@@ -212,22 +227,21 @@ impl ConvGeom {
             .view()
             .into_shape_with_order((self.c_out, k))
             .expect("weight is standard layout");
-        y.par_chunks_mut(osz)
-            .zip(x.par_chunks(isz))
-            .for_each_init(
-                || Array2::<T>::zeros((k, self.oh * self.ow)),
-                |cols, (yo, xi)| {
-                    for g in 0..self.groups {
-                        self.im2col(xi, g, cols);
-                        let wg = w2.slice(s![g * cg_out..(g + 1) * cg_out, ..]);
-                        let out = wg.dot(&*cols);
-                        let dst = &mut yo[g * cg_out * self.oh * self.ow..][..cg_out * self.oh * self.ow];
-                        for (d, v) in dst.iter_mut().zip(out.iter()) {
-                            *d = *v;
-                        }
+        y.par_chunks_mut(osz).zip(x.par_chunks(isz)).for_each_init(
+            || Array2::<T>::zeros((k, self.oh * self.ow)),
+            |cols, (yo, xi)| {
+                for g in 0..self.groups {
+                    self.im2col(xi, g, cols);
+                    let wg = w2.slice(s![g * cg_out..(g + 1) * cg_out, ..]);
+                    let out = wg.dot(&*cols);
+                    let dst =
+                        &mut yo[g * cg_out * self.oh * self.ow..][..cg_out * self.oh * self.ow];
+                    for (d, v) in dst.iter_mut().zip(out.iter()) {
+                        *d = *v;
                     }
-                },
-            );
+                }
+            },
+        );
     }
 
     /// `x̄ = convᵀ(ȳ)`: the input-gradient of the convolution (also the forward map of ConvTranspose).
@@ -323,6 +337,18 @@ fn for_each_window(
             f(a * ow + b, &mut it);
         }
     }
+}
+
+/// Number of window positions inside the *padded* input (ONNX's divisor with `count_include_pad`): a ceil-mode
+/// window that runs past the padding does not count the positions beyond it.
+fn padded_window_size<T: Real>(p: &Pool, (h, w): (usize, usize), (a, b): (usize, usize)) -> T {
+    let count = |o: usize, axis: usize, size: usize| {
+        let extent = size + p.pads[axis] + p.pads[axis + 2];
+        (0..p.kernel[axis])
+            .filter(|k| o * p.strides[axis] + k * p.dilations[axis] < extent)
+            .count()
+    };
+    T::from_f64((count(a, 0, h) * count(b, 1, w)).max(1) as f64)
 }
 
 /// Index lists selecting a slice's elements, per axis.
@@ -430,9 +456,7 @@ impl<'g, T: Real> Evaluator<'g, T> {
             .take()
             .expect("output computed");
         let m = self.graph.output_size();
-        Ok(out
-            .into_shape_with_order((n, m))
-            .expect("standard layout"))
+        Ok(out.into_shape_with_order((n, m)).expect("standard layout"))
     }
 
     /// Evaluates `x` keeping every activation, for [`Self::backward`].
@@ -650,7 +674,6 @@ impl<'g, T: Real> Evaluator<'g, T> {
         let (_, h, w) = chw(x.shape());
         let (_, oh, ow) = chw(out_shape);
         let mut y = ArrayD::zeros(IxDyn(out_shape));
-        let full = T::from_f64((p.kernel[0] * p.kernel[1]) as f64);
         let xs = x.as_slice().expect("standard layout");
         let ys = y.as_slice_mut().expect("standard layout");
         for (yp, xp) in ys.chunks_mut(oh * ow).zip(xs.chunks(h * w)) {
@@ -664,7 +687,7 @@ impl<'g, T: Real> Evaluator<'g, T> {
                             c += 1;
                         }
                         s / if include_pad {
-                            full
+                            padded_window_size(p, (h, w), (o / ow, o % ow))
                         } else {
                             T::from_f64(c.max(1) as f64)
                         }
@@ -789,7 +812,6 @@ impl<'g, T: Real> Evaluator<'g, T> {
                 let (_, h, w) = chw(x.shape());
                 let (_, oh, ow) = chw(g.shape());
                 let mut gx = ArrayD::zeros(x.raw_dim());
-                let full = T::from_f64((p.kernel[0] * p.kernel[1]) as f64);
                 let xs = x.as_slice().expect("standard layout");
                 let gs = g.as_slice().expect("standard layout");
                 let gxs = gx.as_slice_mut().expect("standard layout");
@@ -814,7 +836,7 @@ impl<'g, T: Real> Evaluator<'g, T> {
                         Some(include_pad) => {
                             let idx: Vec<usize> = it.collect();
                             let d = if include_pad {
-                                full
+                                padded_window_size(p, (h, w), (o / ow, o % ow))
                             } else {
                                 T::from_f64(idx.len().max(1) as f64)
                             };
@@ -881,7 +903,8 @@ impl<'g, T: Real> Evaluator<'g, T> {
                 let mut cur = g;
                 for ax in (0..axes.len()).rev() {
                     let sa = axes[ax];
-                    let identity = sa.start == 0 && sa.step == 1 && idx[ax].len() == in_shape[ax + 1];
+                    let identity =
+                        sa.start == 0 && sa.step == 1 && idx[ax].len() == in_shape[ax + 1];
                     if !identity {
                         cur = scatter_axis(&cur, ax + 1, &idx[ax], in_shape[ax + 1]);
                     }

@@ -114,7 +114,7 @@ pub enum Op {
     MaxPool(Pool),
     AveragePool {
         pool: Pool,
-        /// Divide by the full kernel size (true) or by the number of in-bounds elements (false).
+        /// Divide by the number of window positions inside the padded input (true) or inside the input (false).
         count_include_pad: bool,
     },
     /// Mean over H, W of `[.., C, H, W]`, output `[.., C, 1, 1]`.
@@ -413,7 +413,7 @@ fn check_broadcast_to(c: &[usize], target: &[usize]) -> Result<(), String> {
 }
 
 fn conv_out(input: usize, k: usize, stride: usize, pad: usize, dil: usize) -> Option<usize> {
-    let eff = dil * (k - 1) + 1;
+    let eff = dil.checked_mul(k.checked_sub(1)?)?.checked_add(1)?;
     let padded = input + pad;
     if padded < eff || stride == 0 {
         return None;
@@ -426,7 +426,10 @@ fn infer_shape(op: &Op, ins: &[&Shape], declared: Option<&Shape>) -> Result<Shap
         if ins.len() == n {
             Ok(())
         } else {
-            Err(format!("expects {n} variable operand(s), got {}", ins.len()))
+            Err(format!(
+                "expects {n} variable operand(s), got {}",
+                ins.len()
+            ))
         }
     };
     let need_declared = || -> Result<Shape, String> {
@@ -485,7 +488,9 @@ fn infer_shape(op: &Op, ins: &[&Shape], declared: Option<&Shape>) -> Result<Shap
             let oh = conv_out(h, kh, c.strides[0], c.pads[0] + c.pads[2], c.dilations[0]);
             let ow = conv_out(w, kw, c.strides[1], c.pads[1] + c.pads[3], c.dilations[1]);
             let (Some(oh), Some(ow)) = (oh, ow) else {
-                return Err(format!("kernel larger than the padded input {s:?}"));
+                return Err(format!(
+                    "empty kernel, or kernel larger than the padded input {s:?}"
+                ));
             };
             let mut r = s[..s.len() - 3].to_vec();
             r.extend([cout, oh, ow]);
@@ -504,7 +509,12 @@ fn infer_shape(op: &Op, ins: &[&Shape], declared: Option<&Shape>) -> Result<Shap
             }
             let cout = cout_g * c.groups;
             let full = |i: usize, k: usize, st: usize, d: usize, op: usize, p: usize| {
-                (st * (i - 1) + op + (k - 1) * d + 1).checked_sub(p)
+                let span = st
+                    .checked_mul(i.checked_sub(1)?)?
+                    .checked_add(op)?
+                    .checked_add(k.checked_sub(1)?.checked_mul(d)?)?
+                    .checked_add(1)?;
+                span.checked_sub(p)
             };
             let oh = full(
                 h,
@@ -523,7 +533,7 @@ fn infer_shape(op: &Op, ins: &[&Shape], declared: Option<&Shape>) -> Result<Shap
                 c.pads[1] + c.pads[3],
             );
             let (Some(oh), Some(ow)) = (oh, ow) else {
-                return Err("pads larger than the output".into());
+                return Err("empty input or kernel, or pads larger than the output".into());
             };
             if let Some(b) = &c.bias
                 && b.len() != cout
@@ -688,9 +698,7 @@ fn infer_shape(op: &Op, ins: &[&Shape], declared: Option<&Shape>) -> Result<Shap
                 return Err(format!("axis {axis} out of range for {s:?}"));
             }
             if let Some(bad) = indices.iter().find(|&&i| i >= s[*axis]) {
-                return Err(format!(
-                    "index {bad} out of range for axis {axis} of {s:?}"
-                ));
+                return Err(format!("index {bad} out of range for axis {axis} of {s:?}"));
             }
             let mut r = s.clone();
             r[*axis] = indices.len();

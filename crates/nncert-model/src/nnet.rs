@@ -50,9 +50,12 @@ pub fn parse(text: &str, path: &Path) -> Result<(Graph, Normalization), ModelErr
         .filter(|(_, l)| !l.is_empty() && !l.starts_with("//"));
     let mut last_line = 0;
     let mut next_numbers = |what: &str| -> Result<(usize, Vec<f64>), ModelError> {
-        let (no, line) = lines
-            .next()
-            .ok_or_else(|| err(last_line + 1, format!("file ends where {what} was expected")))?;
+        let (no, line) = lines.next().ok_or_else(|| {
+            err(
+                last_line + 1,
+                format!("file ends where {what} was expected"),
+            )
+        })?;
         last_line = no;
         let nums = line
             .split(',')
@@ -69,7 +72,10 @@ pub fn parse(text: &str, path: &Path) -> Result<(Graph, Normalization), ModelErr
         if v >= 1.0 && v.fract() == 0.0 && v < 1e7 {
             Ok(v as usize)
         } else {
-            Err(err(no, format!("{what} must be a positive integer, got {v}")))
+            Err(err(
+                no,
+                format!("{what} must be a positive integer, got {v}"),
+            ))
         }
     };
 
@@ -82,7 +88,11 @@ pub fn parse(text: &str, path: &Path) -> Result<(Graph, Normalization), ModelErr
     if sizes.len() < num_layers + 1 {
         return Err(err(
             no,
-            format!("expected {} layer sizes, got {}", num_layers + 1, sizes.len()),
+            format!(
+                "expected {} layer sizes, got {}",
+                num_layers + 1,
+                sizes.len()
+            ),
         ));
     }
     let sizes = sizes[..num_layers + 1]
@@ -99,7 +109,10 @@ pub fn parse(text: &str, path: &Path) -> Result<(Graph, Normalization), ModelErr
     let mut vector = |what: &str, len: usize| -> Result<Vec<f64>, ModelError> {
         let (no, v) = next_numbers(what)?;
         if v.len() < len {
-            return Err(err(no, format!("{what}: expected {len} values, got {}", v.len())));
+            return Err(err(
+                no,
+                format!("{what}: expected {len} values, got {}", v.len()),
+            ));
         }
         Ok(v[..len].to_vec())
     };
@@ -178,7 +191,9 @@ mod tests {
         assert!(e.starts_with("t.nnet:11:"), "{e}");
         assert!(e.contains("'oops' is not a number"), "{e}");
         let truncated = &TINY[..TINY.len() - 6];
-        let e = parse(truncated, Path::new("t.nnet")).unwrap_err().to_string();
+        let e = parse(truncated, Path::new("t.nnet"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("file ends where bias 0 of layer 1"), "{e}");
     }
 }

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 fn benchmarks_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("NNCERT_BENCHMARKS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks")
+        });
     if dir.is_dir() {
         Some(dir)
     } else {
@@ -30,7 +32,10 @@ fn models_of(suite: &std::path::Path) -> Vec<PathBuf> {
     };
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
-    let col = header.iter().position(|h| h.trim() == "onnx").expect("instances.csv has an onnx column");
+    let col = header
+        .iter()
+        .position(|h| h.trim() == "onnx")
+        .expect("instances.csv has an onnx column");
     let set: BTreeSet<String> = lines
         .filter_map(|l| l.split(',').nth(col).map(|s| s.trim().to_string()))
         .filter(|s| !s.is_empty())
@@ -61,7 +66,11 @@ fn every_benchmark_model_loads() {
         .filter(|p| p.join("instances.csv").is_file())
         .collect();
     suites.sort();
-    assert!(!suites.is_empty(), "no suites with instances.csv in {}", dir.display());
+    assert!(
+        !suites.is_empty(),
+        "no suites with instances.csv in {}",
+        dir.display()
+    );
     let mut failures = Vec::new();
     let mut count = 0;
     for suite in &suites {
@@ -105,7 +114,12 @@ fn every_benchmark_model_loads() {
             assert!(info.unsupported_ops().is_empty(), "{info}");
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(count > 0);
     println!("{count} models loaded");
 }
@@ -125,8 +139,8 @@ fn bench_input(n: usize) -> Vec<f32> {
 /// onnxruntime's.
 #[test]
 fn benchmark_models_compute_what_onnxruntime_computes() {
-    use nncert_model::eval::Evaluator;
     use ndarray::Array2;
+    use nncert_model::eval::Evaluator;
     let Some(dir) = benchmarks_dir() else { return };
     let mut failures = Vec::new();
     let mut checked = 0;
@@ -140,7 +154,8 @@ fn benchmark_models_compute_what_onnxruntime_computes() {
         let g = canon::canonicalize(raw.clone());
         assert_eq!(g.output().shape, shape, "{rel}");
         let x = bench_input(g.input_size());
-        let x64 = Array2::from_shape_vec((1, x.len()), x.iter().map(|&v| v as f64).collect()).unwrap();
+        let x64 =
+            Array2::from_shape_vec((1, x.len()), x.iter().map(|&v| v as f64).collect()).unwrap();
         let x32 = Array2::from_shape_vec((1, x.len()), x).unwrap();
         for (which, graph) in [("imported", &raw), ("canonical", &g)] {
             let y64 = Evaluator::<f64>::new(graph).forward(x64.view()).unwrap();
@@ -149,7 +164,9 @@ fn benchmark_models_compute_what_onnxruntime_computes() {
                 let tol = 1e-4 * (1.0 + w.abs() as f64);
                 let (a, b) = (y64[[0, k]], y32[[0, k]] as f64);
                 if (a - w as f64).abs() > tol || (b - w as f64).abs() > tol {
-                    failures.push(format!("{rel} ({which}): output {k} is {a} (f64) / {b} (f32), onnxruntime {w}"));
+                    failures.push(format!(
+                        "{rel} ({which}): output {k} is {a} (f64) / {b} (f32), onnxruntime {w}"
+                    ));
                     break;
                 }
             }
@@ -198,7 +215,11 @@ fn corrupted_benchmark_models_never_panic() {
         for k in 0..count {
             let mut b = bytes.clone();
             let pos = |rng: &mut SplitMix, len: usize| {
-                if rng.below(2) == 0 { rng.below(len.min(2048)) } else { rng.below(len) }
+                if rng.below(2) == 0 {
+                    rng.below(len.min(2048))
+                } else {
+                    rng.below(len)
+                }
             };
             match k % 4 {
                 0 => b.truncate(rng.below(bytes.len())),

@@ -8,10 +8,10 @@
 //! number of threads.
 
 use crate::check::{Counterexample, check_candidate};
+use ndarray::{Array2, ArrayView1};
 use nncert_model::Graph;
 use nncert_model::eval::Evaluator;
 use nncert_spec::{Case, Conjunction, Property};
-use ndarray::{Array2, ArrayView1};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -186,7 +186,10 @@ fn run_round(
                     .iter()
                     .enumerate()
                     .map(|(d, conj)| (d, conj_margin(conj, y.row(i)).0))
-                    .fold((target[i], f64::INFINITY), |a, c| if c.1 < a.1 { c } else { a });
+                    .fold(
+                        (target[i], f64::INFINITY),
+                        |a, c| if c.1 < a.1 { c } else { a },
+                    );
                 if i % 2 == 0 {
                     target[i] = d;
                 }

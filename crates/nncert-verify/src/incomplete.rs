@@ -5,15 +5,19 @@
 //! states, each box is widened by one ulp on both sides, each right-hand side must be beaten by more than one
 //! ulp, and coefficients that were rounded are covered by a `u·Σ|c_j|·|y_j|` term.
 
+use ndarray::Array2;
 use nncert_bounds::{BoundModel, Method};
 use nncert_model::Graph;
 use nncert_spec::{InputBox, Property};
-use ndarray::Array2;
 
 const U: f64 = f64::EPSILON / 2.0;
 
 /// Per case, per disjunct: `true` when the bounds prove that the disjunct cannot be met in the case's box.
-pub fn refuted_disjuncts(model: &BoundModel, property: &Property, method: Method) -> Vec<Vec<bool>> {
+pub fn refuted_disjuncts(
+    model: &BoundModel,
+    property: &Property,
+    method: Method,
+) -> Vec<Vec<bool>> {
     let bounder = model.bounder();
     let out_id = model.graph().output_id().0;
     property
@@ -57,7 +61,12 @@ pub fn refuted_disjuncts(model: &BoundModel, property: &Property, method: Method
                 .map(|d| {
                     let mut refuted = false;
                     for k in &d.constraints {
-                        let slack: f64 = k.coeffs.iter().zip(&mag).map(|(a, m)| a.abs() * m).sum::<f64>()
+                        let slack: f64 = k
+                            .coeffs
+                            .iter()
+                            .zip(&mag)
+                            .map(|(a, m)| a.abs() * m)
+                            .sum::<f64>()
                             * U
                             * 1.01;
                         // The bad case needs c·y ≤ rhs (or <). Refuted when a lower bound beats rhs for sure.

@@ -101,7 +101,8 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
     if incomplete::prove(graph, property, nncert_bounds::Method::Crown) {
         return VerifyResult {
             verdict: Verdict::Unsat {
-                method: "CROWN bounds (sound under floating point: explicit rounding-error terms)".into(),
+                method: "CROWN bounds (sound under floating point: explicit rounding-error terms)"
+                    .into(),
             },
             elapsed: start.elapsed(),
             best_margin: f64::INFINITY,
@@ -133,7 +134,11 @@ pub fn vnncomp_result(verdict: &Verdict) -> String {
         }
         for (j, v) in c.output_f64.iter().enumerate() {
             let _ = write!(s, "(Y_{j} {v:e})");
-            s.push(if j + 1 == c.output_f64.len() { ')' } else { '\n' });
+            s.push(if j + 1 == c.output_f64.len() {
+                ')'
+            } else {
+                '\n'
+            });
         }
         s.push('\n');
     }

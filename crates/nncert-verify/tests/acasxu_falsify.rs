@@ -10,11 +10,16 @@ use std::time::{Duration, Instant};
 fn benchmarks() -> Option<PathBuf> {
     let dir = std::env::var_os("NNCERT_BENCHMARKS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks")
+        });
     if dir.join("acasxu/truth.csv").exists() {
         Some(dir)
     } else {
-        eprintln!("SKIPPED: {} not found: ACAS Xu falsifier test not run", dir.display());
+        eprintln!(
+            "SKIPPED: {} not found: ACAS Xu falsifier test not run",
+            dir.display()
+        );
         None
     }
 }
@@ -58,9 +63,10 @@ fn acasxu_counterexamples_are_found_and_true() {
         }
         match &r.verdict {
             Verdict::Sat(_) if expected == "sat" => sat_found += 1,
-            Verdict::Sat(_) | Verdict::Unsat { .. } => {
-                wrong.push(format!("{onnx} {vnnlib}: {} but truth {expected}", r.verdict.word()))
-            }
+            Verdict::Sat(_) | Verdict::Unsat { .. } => wrong.push(format!(
+                "{onnx} {vnnlib}: {} but truth {expected}",
+                r.verdict.word()
+            )),
             _ => {}
         }
     }
@@ -71,5 +77,8 @@ fn acasxu_counterexamples_are_found_and_true() {
     );
     assert!(wrong.is_empty(), "wrong answers: {wrong:#?}");
     assert_eq!(sat_total, 47);
-    assert!(sat_found >= 40, "only {sat_found} of 47 counterexamples found");
+    assert!(
+        sat_found >= 40,
+        "only {sat_found} of 47 counterexamples found"
+    );
 }

@@ -1,9 +1,9 @@
 //! File-facing commands: inspect, eval, and atomic output.
 
 use anyhow::{Context, Result, bail};
+use ndarray::Array2;
 use nncert_model::Graph;
 use nncert_model::eval::{Evaluator, Real};
-use ndarray::Array2;
 use npyz::WriterBuilder;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -63,11 +63,7 @@ pub fn inspect(path: &Path, print_graph: bool) -> Result<()> {
         *ops.entry(n.op.kind()).or_default() += 1;
     }
     let ops: Vec<String> = ops.iter().map(|(k, v)| format!("{k}×{v}")).collect();
-    println!(
-        "  {} nodes: {}",
-        graph.nodes().len() - 1,
-        ops.join(", ")
-    );
+    println!("  {} nodes: {}", graph.nodes().len() - 1, ops.join(", "));
     println!("  {} parameters", graph.num_parameters());
     if print_graph {
         println!("{graph}");
@@ -82,15 +78,17 @@ pub fn read_inputs(path: &Path, size: usize) -> Result<Array2<f64>> {
         .with_context(|| format!("{}: not a valid .npy file", path.display()))?;
     let shape: Vec<u64> = npy.shape().to_vec();
     let values: Vec<f64> = match npy.dtype() {
-        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 => npy
-            .into_vec::<f32>()
-            .with_context(|| format!("{}: cannot read f32 data", path.display()))?
-            .into_iter()
-            .map(f64::from)
-            .collect(),
-        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 8 => npy
-            .into_vec::<f64>()
-            .with_context(|| format!("{}: cannot read f64 data", path.display()))?,
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 => {
+            npy.into_vec::<f32>()
+                .with_context(|| format!("{}: cannot read f32 data", path.display()))?
+                .into_iter()
+                .map(f64::from)
+                .collect()
+        }
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 8 => {
+            npy.into_vec::<f64>()
+                .with_context(|| format!("{}: cannot read f64 data", path.display()))?
+        }
         other => bail!(
             "{}: dtype {} is not supported (use float32 or float64)",
             path.display(),
@@ -170,8 +168,14 @@ pub fn print_bounds(graph: &Graph, prop: &nncert_spec::Property, method: nncert_
         }
         for (di, d) in case.output.disjuncts.iter().enumerate() {
             let rows: Vec<Vec<f64>> = d.constraints.iter().map(|k| k.coeffs.clone()).collect();
-            let c = ndarray::Array2::from_shape_fn((rows.len(), graph.output_size()), |(r, j)| rows[r][j]);
-            let lower = if rows.is_empty() { vec![] } else { bounder.output_lower(&c, &bounds) };
+            let c = ndarray::Array2::from_shape_fn((rows.len(), graph.output_size()), |(r, j)| {
+                rows[r][j]
+            });
+            let lower = if rows.is_empty() {
+                vec![]
+            } else {
+                bounder.output_lower(&c, &bounds)
+            };
             let margins: Vec<String> = lower
                 .iter()
                 .zip(&d.constraints)
@@ -180,13 +184,21 @@ pub fn print_bounds(graph: &Graph, prop: &nncert_spec::Property, method: nncert_
             println!(
                 "  disjunct {di}: lower bounds of c·y - rhs: [{}] -> {}",
                 margins.join(", "),
-                if refuted[ci][di] { "impossible (proved)" } else { "not excluded" }
+                if refuted[ci][di] {
+                    "impossible (proved)"
+                } else {
+                    "not excluded"
+                }
             );
         }
     }
     let proved = refuted.iter().all(|c| c.iter().all(|&r| r));
     println!(
         "property {} by {method:?} bounds",
-        if proved { "PROVED (unsat)" } else { "not proved" }
+        if proved {
+            "PROVED (unsat)"
+        } else {
+            "not proved"
+        }
     );
 }

@@ -79,7 +79,11 @@ fn bad_input_gives_clear_errors_and_exit_3() {
     // Missing file.
     let out = nncert(&["inspect", "no/such/model.onnx"]);
     assert_eq!(out.status.code(), Some(3));
-    assert!(text(&out.stderr).contains("no/such/model.onnx"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no/such/model.onnx"),
+        "{}",
+        text(&out.stderr)
+    );
     // Malformed VNN-LIB: the message names file:line:col.
     let bad = dir.path().join("bad.vnnlib");
     std::fs::write(&bad, "(declare-const X_0 Real)\n(assert (<= X_0 0.5)\n").unwrap();
@@ -96,7 +100,11 @@ fn bad_input_gives_clear_errors_and_exit_3() {
     .unwrap();
     let out = nncert(&["verify", "examples/toy/toy.onnx", small.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3));
-    assert!(text(&out.stderr).contains("does not fit"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("does not fit"),
+        "{}",
+        text(&out.stderr)
+    );
     // Garbage instead of a model.
     let junk = dir.path().join("junk.onnx");
     std::fs::write(&junk, b"\x08\x07garbage\xff\xff\xff").unwrap();
@@ -143,9 +151,19 @@ fn inspect_and_eval_work_on_the_example() {
     let bytes = std::fs::read(&y).unwrap();
     let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
     assert_eq!(npy.shape(), &[2, 3]);
-    let printed = nncert(&["eval", "examples/toy/toy.onnx", "--input", x.to_str().unwrap()]);
+    let printed = nncert(&[
+        "eval",
+        "examples/toy/toy.onnx",
+        "--input",
+        x.to_str().unwrap(),
+    ]);
     assert_eq!(text(&printed.stdout).lines().count(), 2);
     // A wrong-sized input is an error, not a panic.
-    let out = nncert(&["eval", "examples/toy/toy.onnx", "--input", y.to_str().unwrap()]);
+    let out = nncert(&[
+        "eval",
+        "examples/toy/toy.onnx",
+        "--input",
+        y.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
 }

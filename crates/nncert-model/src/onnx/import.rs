@@ -130,14 +130,12 @@ fn reshape_target(input: &[usize], spec: &[i64], allowzero: bool) -> NRes<Shape>
                 }
                 out.push(1);
             }
-            0 if !allowzero => out.push(
-                *input
-                    .get(i)
-                    .ok_or_else(|| invalid!("shape {spec:?}: 0 copies a dim the input {input:?} lacks"))?,
-            ),
-            s if s >= 0 => out.push(
-                usize::try_from(s).map_err(|_| invalid!("shape entry {s} too large"))?,
-            ),
+            0 if !allowzero => out.push(*input.get(i).ok_or_else(|| {
+                invalid!("shape {spec:?}: 0 copies a dim the input {input:?} lacks")
+            })?),
+            s if s >= 0 => {
+                out.push(usize::try_from(s).map_err(|_| invalid!("shape entry {s} too large"))?)
+            }
             s => return Err(invalid!("invalid shape entry {s} in {spec:?}")),
         }
     }
@@ -148,7 +146,9 @@ fn reshape_target(input: &[usize], spec: &[i64], allowzero: bool) -> NRes<Shape>
         }
         out[i] = numel / known;
     } else if known != numel {
-        return Err(invalid!("cannot reshape {input:?} ({numel} elements) to {spec:?}"));
+        return Err(invalid!(
+            "cannot reshape {input:?} ({numel} elements) to {spec:?}"
+        ));
     }
     Ok(out)
 }
@@ -175,7 +175,10 @@ fn squeeze_shape(input: &[usize], axes: Option<Vec<i64>>) -> NRes<Shape> {
             for a in axes {
                 let a = norm_axis(a, input.len())?;
                 if input[a] != 1 {
-                    return Err(invalid!("cannot squeeze axis {a} of size {} in {input:?}", input[a]));
+                    return Err(invalid!(
+                        "cannot squeeze axis {a} of size {} in {input:?}",
+                        input[a]
+                    ));
                 }
                 drop[a] = true;
             }
@@ -247,7 +250,11 @@ fn slice_params(
         } else {
             s = s.clamp(0, dim - 1);
             e = e.clamp(-1, dim - 1);
-            if s > e { (s - e - step - 1) / (-step) } else { 0 }
+            if s > e {
+                (s - e - step - 1) / (-step)
+            } else {
+                0
+            }
         };
         let step = isize::try_from(step).map_err(|_| invalid!("step too large"))?;
         out[ax] = (s.max(0) as usize, step, len as usize);
@@ -256,7 +263,12 @@ fn slice_params(
 }
 
 /// Sizes of the parts of an ONNX Split of an axis of size `dim`.
-fn split_sizes(dim: usize, split: Option<Vec<i64>>, parts: usize, num_outputs: Option<i64>) -> NRes<Vec<usize>> {
+fn split_sizes(
+    dim: usize,
+    split: Option<Vec<i64>>,
+    parts: usize,
+    num_outputs: Option<i64>,
+) -> NRes<Vec<usize>> {
     if let Some(split) = split {
         let sizes: Vec<usize> = split
             .iter()
@@ -298,14 +310,13 @@ fn gather_indices(dim: usize, idx: &[i64]) -> NRes<Vec<usize>> {
 fn perm_of(attr: Option<Vec<i64>>, rank: usize) -> NRes<Vec<usize>> {
     let perm: Vec<usize> = match attr {
         None => (0..rank).rev().collect(),
-        Some(p) => p
-            .iter()
-            .map(|&a| norm_axis(a, rank))
-            .collect::<NRes<_>>()?,
+        Some(p) => p.iter().map(|&a| norm_axis(a, rank)).collect::<NRes<_>>()?,
     };
     let mut seen = vec![false; rank];
     if perm.len() != rank || perm.iter().any(|&p| std::mem::replace(&mut seen[p], true)) {
-        return Err(invalid!("perm {perm:?} is not a permutation of {rank} axes"));
+        return Err(invalid!(
+            "perm {perm:?} is not a permutation of {rank} axes"
+        ));
     }
     Ok(perm)
 }
@@ -361,7 +372,13 @@ impl Geometry {
                 None => Ok(vec![1; n]),
                 Some(v) if v.len() == n => v
                     .iter()
-                    .map(|&x| if pos { attr_pos(x, name) } else { attr_usize(x, name) })
+                    .map(|&x| {
+                        if pos {
+                            attr_pos(x, name)
+                        } else {
+                            attr_usize(x, name)
+                        }
+                    })
                     .collect(),
                 Some(v) => Err(invalid!("{name} {v:?} should have {n} entries")),
             }
@@ -481,7 +498,8 @@ impl<'a> Importer<'a> {
                 names.len()
             )));
         };
-        let Some(type_proto::Value::TensorType(tt)) = input.r#type.as_ref().and_then(|t| t.value.as_ref())
+        let Some(type_proto::Value::TensorType(tt)) =
+            input.r#type.as_ref().and_then(|t| t.value.as_ref())
         else {
             return Err(inv(format!("input '{}' is not a tensor", input.name)));
         };
@@ -536,7 +554,13 @@ impl<'a> Importer<'a> {
             if let Some(&i) = producer.get(v)
                 && !std::mem::replace(&mut needed[i], true)
             {
-                stack.extend(graph.node[i].input.iter().filter(|s| !s.is_empty()).map(|s| s.as_str()));
+                stack.extend(
+                    graph.node[i]
+                        .input
+                        .iter()
+                        .filter(|s| !s.is_empty())
+                        .map(|s| s.as_str()),
+                );
             }
         }
 
@@ -591,7 +615,10 @@ impl<'a> Importer<'a> {
                 "the output '{}' does not depend on the input",
                 output.name
             ))),
-            None => Err(inv(format!("no node produces the output '{}'", output.name))),
+            None => Err(inv(format!(
+                "no node produces the output '{}'",
+                output.name
+            ))),
         }
     }
 
@@ -601,7 +628,13 @@ impl<'a> Importer<'a> {
         let ins: Vec<Option<Value>> = node
             .input
             .iter()
-            .map(|s| if s.is_empty() { None } else { self.values.get(s).cloned() })
+            .map(|s| {
+                if s.is_empty() {
+                    None
+                } else {
+                    self.values.get(s).cloned()
+                }
+            })
             .collect();
         let any_var = ins.iter().any(|v| matches!(v, Some(Value::Var(_))));
         let res = if !is_default_domain(&node.domain) {
@@ -668,7 +701,9 @@ impl<'a> Importer<'a> {
                 }
                 if let Some(at) = a.get("value_floats") {
                     let v = at.floats.clone();
-                    return one(Tensor::F32(ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).map_err(|e| e.to_string())?));
+                    return one(Tensor::F32(
+                        ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).map_err(|e| e.to_string())?,
+                    ));
                 }
                 if let Some(at) = a.get("value_int") {
                     return one(Tensor::I64(ArrayD::from_elem(IxDyn(&[]), at.i)));
@@ -683,11 +718,15 @@ impl<'a> Importer<'a> {
                 let x = req(0)?;
                 let to = a.int("to", data_type::FLOAT as i64) as i32;
                 match to {
-                    data_type::FLOAT | data_type::DOUBLE | data_type::FLOAT16 | data_type::BFLOAT16 => {
-                        one(Tensor::F32(x.to_f32()))
-                    }
+                    data_type::FLOAT
+                    | data_type::DOUBLE
+                    | data_type::FLOAT16
+                    | data_type::BFLOAT16 => one(Tensor::F32(x.to_f32())),
                     data_type::BOOL => one(Tensor::I64(x.to_f32().mapv(|v| (v != 0.0) as i64))),
-                    data_type::STRING | data_type::COMPLEX64 | data_type::COMPLEX128 | data_type::UNDEFINED => {
+                    data_type::STRING
+                    | data_type::COMPLEX64
+                    | data_type::COMPLEX128
+                    | data_type::UNDEFINED => {
                         Err(unsupported(format!(" to {}", data_type::name(to))))
                     }
                     _ => one(match x {
@@ -697,7 +736,10 @@ impl<'a> Importer<'a> {
                 }
             }
             "Shape" => one(self.shape_tensor(req(0)?.shape(), &a)),
-            "Size" => one(Tensor::I64(ArrayD::from_elem(IxDyn(&[]), req(0)?.len() as i64))),
+            "Size" => one(Tensor::I64(ArrayD::from_elem(
+                IxDyn(&[]),
+                req(0)?.len() as i64,
+            ))),
             "Add" => one(tensor::arith(Arith::Add, req(0)?, req(1)?)?),
             "Sub" => one(tensor::arith(Arith::Sub, req(0)?, req(1)?)?),
             "Mul" => one(tensor::arith(Arith::Mul, req(0)?, req(1)?)?),
@@ -733,18 +775,28 @@ impl<'a> Importer<'a> {
             }
             "Unsqueeze" | "Squeeze" | "Reshape" | "Flatten" => {
                 let x = req(0)?;
-                let shape = self.reshape_like_shape(node, &a, x.shape(), |i| Ok(opt(i).cloned()))?;
-                one(x.map_layout(|v| tensor::reshape(v, &shape), |v| tensor::reshape(v, &shape))?)
+                let shape =
+                    self.reshape_like_shape(node, &a, x.shape(), |i| Ok(opt(i).cloned()))?;
+                one(x.map_layout(
+                    |v| tensor::reshape(v, &shape),
+                    |v| tensor::reshape(v, &shape),
+                )?)
             }
             "Transpose" => {
                 let x = req(0)?;
                 let perm = perm_of(a.ints("perm"), x.shape().len())?;
-                one(x.map_layout(|v| Ok(tensor::transpose(v, &perm)), |v| Ok(tensor::transpose(v, &perm)))?)
+                one(x.map_layout(
+                    |v| Ok(tensor::transpose(v, &perm)),
+                    |v| Ok(tensor::transpose(v, &perm)),
+                )?)
             }
             "Slice" => {
                 let x = req(0)?;
                 let p = self.slice_of(node, &a, x.shape(), |i| Ok(opt(i).cloned()))?;
-                one(x.map_layout(|v| Ok(tensor::strided(v, &p)), |v| Ok(tensor::strided(v, &p)))?)
+                one(x.map_layout(
+                    |v| Ok(tensor::strided(v, &p)),
+                    |v| Ok(tensor::strided(v, &p)),
+                )?)
             }
             "Split" => {
                 let x = req(0)?;
@@ -753,10 +805,14 @@ impl<'a> Importer<'a> {
                 let mut off = 0;
                 let mut outs = Vec::new();
                 for s in sizes {
-                    let mut p: Vec<(usize, isize, usize)> = x.shape().iter().map(|&d| (0, 1, d)).collect();
+                    let mut p: Vec<(usize, isize, usize)> =
+                        x.shape().iter().map(|&d| (0, 1, d)).collect();
                     p[axis] = (off, 1, s);
                     off += s;
-                    outs.push(x.map_layout(|v| Ok(tensor::strided(v, &p)), |v| Ok(tensor::strided(v, &p)))?);
+                    outs.push(x.map_layout(
+                        |v| Ok(tensor::strided(v, &p)),
+                        |v| Ok(tensor::strided(v, &p)),
+                    )?);
                 }
                 Ok(outs)
             }
@@ -772,14 +828,24 @@ impl<'a> Importer<'a> {
                     None => Tensor::F32(ArrayD::from_elem(IxDyn(&[1]), 0.0)),
                 };
                 one(match value {
-                    Tensor::F32(v) => Tensor::F32(ArrayD::from_elem(IxDyn(&shape), v.iter().next().copied().unwrap_or(0.0))),
-                    Tensor::I64(v) => Tensor::I64(ArrayD::from_elem(IxDyn(&shape), v.iter().next().copied().unwrap_or(0))),
+                    Tensor::F32(v) => Tensor::F32(ArrayD::from_elem(
+                        IxDyn(&shape),
+                        v.iter().next().copied().unwrap_or(0.0),
+                    )),
+                    Tensor::I64(v) => Tensor::I64(ArrayD::from_elem(
+                        IxDyn(&shape),
+                        v.iter().next().copied().unwrap_or(0),
+                    )),
                 })
             }
             "Range" => {
                 let (s, l, d) = (req(0)?, req(1)?, req(2)?);
                 let all_int = [s, l, d].iter().all(|t| matches!(t, Tensor::I64(_)));
-                let (sf, lf, df) = (s.scalar_f32()? as f64, l.scalar_f32()? as f64, d.scalar_f32()? as f64);
+                let (sf, lf, df) = (
+                    s.scalar_f32()? as f64,
+                    l.scalar_f32()? as f64,
+                    d.scalar_f32()? as f64,
+                );
                 if df == 0.0 {
                     return Err(invalid!("delta 0"));
                 }
@@ -790,11 +856,17 @@ impl<'a> Importer<'a> {
                 let n = n as usize;
                 if all_int {
                     let (si, di) = (s.scalar_i64()?, d.scalar_i64()?);
-                    one(Tensor::from_i64_vec((0..n as i64).map(|i| si.wrapping_add(i.wrapping_mul(di))).collect()))
+                    one(Tensor::from_i64_vec(
+                        (0..n as i64)
+                            .map(|i| si.wrapping_add(i.wrapping_mul(di)))
+                            .collect(),
+                    ))
                 } else {
                     let (sf, df) = (s.scalar_f32()?, d.scalar_f32()?);
                     let v: Vec<f32> = (0..n).map(|i| sf + i as f32 * df).collect();
-                    one(Tensor::F32(ArrayD::from_shape_vec(IxDyn(&[n]), v).map_err(|e| e.to_string())?))
+                    one(Tensor::F32(
+                        ArrayD::from_shape_vec(IxDyn(&[n]), v).map_err(|e| e.to_string())?,
+                    ))
                 }
             }
             "MatMul" => {
@@ -806,7 +878,11 @@ impl<'a> Importer<'a> {
                     return Err(unsupported(" on constants that are not matrices"));
                 };
                 if x.ncols() != y.nrows() {
-                    return Err(invalid!("shapes {:?} and {:?} do not multiply", x.shape(), y.shape()));
+                    return Err(invalid!(
+                        "shapes {:?} and {:?} do not multiply",
+                        x.shape(),
+                        y.shape()
+                    ));
                 }
                 checked_computed_numel(&[x.nrows(), y.ncols()])?;
                 one(Tensor::F32(x.dot(&y).into_dyn()))
@@ -822,7 +898,11 @@ impl<'a> Importer<'a> {
         let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
         let start = clamp(a.int("start", 0));
         let end = clamp(a.int("end", r));
-        let dims = if start < end { &shape[start..end] } else { &[][..] };
+        let dims = if start < end {
+            &shape[start..end]
+        } else {
+            &[][..]
+        };
         Tensor::from_i64_vec(dims.iter().map(|&d| d as i64).collect())
     }
 
@@ -866,7 +946,9 @@ impl<'a> Importer<'a> {
         konst: impl Fn(usize) -> NRes<Option<Tensor>>,
     ) -> NRes<Vec<(usize, isize, usize)>> {
         let ints = |i: usize| -> NRes<Option<Vec<i64>>> {
-            konst(i)?.map(|t| t.to_i64_vec().map_err(NodeErr::Invalid)).transpose()
+            konst(i)?
+                .map(|t| t.to_i64_vec().map_err(NodeErr::Invalid))
+                .transpose()
         };
         let (starts, ends, axes, steps) = if node.input.len() > 1 {
             (
@@ -915,7 +997,13 @@ impl<'a> Importer<'a> {
     }
 
     /// Appends a node, rejecting empty or oversized results.
-    fn push(&mut self, name: impl Into<String>, op: Op, inputs: Vec<NodeId>, shape: Option<Shape>) -> NRes<NodeId> {
+    fn push(
+        &mut self,
+        name: impl Into<String>,
+        op: Op,
+        inputs: Vec<NodeId>,
+        shape: Option<Shape>,
+    ) -> NRes<NodeId> {
         let id = self.b.push(name, op, inputs, shape)?;
         let s = self.b.shape(id);
         if s.contains(&0) {
@@ -955,14 +1043,18 @@ impl<'a> Importer<'a> {
         let var = |i: usize| -> NRes<NodeId> {
             match ins.get(i) {
                 Some(Some(Value::Var(id))) => Ok(*id),
-                Some(Some(Value::Const(_))) => Err(unsupported(format!(" with a constant input #{i}"))),
+                Some(Some(Value::Const(_))) => {
+                    Err(unsupported(format!(" with a constant input #{i}")))
+                }
                 _ => Err(invalid!("missing input #{i}")),
             }
         };
         let konst = |i: usize| -> NRes<Option<Tensor>> {
             match ins.get(i) {
                 Some(Some(Value::Const(t))) => Ok(Some((**t).clone())),
-                Some(Some(Value::Var(_))) => Err(unsupported(format!(" with a variable input #{i}"))),
+                Some(Some(Value::Var(_))) => {
+                    Err(unsupported(format!(" with a variable input #{i}")))
+                }
                 _ => Ok(None),
             }
         };
@@ -986,7 +1078,10 @@ impl<'a> Importer<'a> {
                 if to == data_type::FLOAT || to == data_type::DOUBLE {
                     one(var(0)?)
                 } else {
-                    Err(unsupported(format!(" to {} on a variable", data_type::name(to))))
+                    Err(unsupported(format!(
+                        " to {} on a variable",
+                        data_type::name(to)
+                    )))
                 }
             }
             "Shape" => {
@@ -995,7 +1090,10 @@ impl<'a> Importer<'a> {
             }
             "Size" => {
                 let n = self.shape(var(0)?).iter().product::<usize>() as i64;
-                Ok(vec![Value::Const(Rc::new(Tensor::I64(ArrayD::from_elem(IxDyn(&[]), n))))])
+                Ok(vec![Value::Const(Rc::new(Tensor::I64(ArrayD::from_elem(
+                    IxDyn(&[]),
+                    n,
+                ))))])
             }
             "Relu" => one(self.push(name, Op::Relu, vec![var(0)?], None)?),
             "Sigmoid" => one(self.push(name, Op::Sigmoid, vec![var(0)?], None)?),
@@ -1018,7 +1116,10 @@ impl<'a> Importer<'a> {
                     "Mul" => Arith::Mul,
                     _ => Arith::Div,
                 };
-                let (Some(x), Some(y)) = (ins.first().cloned().flatten(), ins.get(1).cloned().flatten()) else {
+                let (Some(x), Some(y)) = (
+                    ins.first().cloned().flatten(),
+                    ins.get(1).cloned().flatten(),
+                ) else {
                     return Err(invalid!("needs two inputs"));
                 };
                 one(self.binary(name, ar, x, y)?)
@@ -1096,7 +1197,9 @@ impl<'a> Importer<'a> {
                 }
                 let c = s[1];
                 if [&gamma, &beta, &mean, &var_].iter().any(|t| t.len() != c) {
-                    return Err(invalid!("parameters must have {c} elements (channels of {s:?})"));
+                    return Err(invalid!(
+                        "parameters must have {c} elements (channels of {s:?})"
+                    ));
                 }
                 let mut cshape = vec![c];
                 cshape.extend(std::iter::repeat_n(1, s.len() - 2));
@@ -1107,7 +1210,9 @@ impl<'a> Importer<'a> {
                     scale.push(k as f32);
                     shift.push((b as f64 - m as f64 * k) as f32);
                 }
-                let arr = |v: Vec<f32>| ArrayD::from_shape_vec(IxDyn(&cshape), v).map_err(|e| invalid!("{e}"));
+                let arr = |v: Vec<f32>| {
+                    ArrayD::from_shape_vec(IxDyn(&cshape), v).map_err(|e| invalid!("{e}"))
+                };
                 let op = Op::Affine {
                     scale: Some(arr(scale)?),
                     shift: Some(arr(shift)?),
@@ -1162,7 +1267,10 @@ impl<'a> Importer<'a> {
                 }
                 let mut pp = vec![(0usize, 0usize); s.len()];
                 for (k, &ax) in axes.iter().enumerate() {
-                    pp[ax] = (attr_usize(pads[k], "pads")?, attr_usize(pads[n + k], "pads")?);
+                    pp[ax] = (
+                        attr_usize(pads[k], "pads")?,
+                        attr_usize(pads[n + k], "pads")?,
+                    );
                 }
                 if pp.iter().all(|&(b, e)| b == 0 && e == 0) {
                     return one(x);
@@ -1196,7 +1304,12 @@ impl<'a> Importer<'a> {
                 for (k, v) in present.into_iter().enumerate() {
                     let id = match v {
                         Value::Var(id) => *id,
-                        Value::Const(t) => self.push(format!("{name}/const{k}"), Op::Constant(t.to_f32()), vec![], None)?,
+                        Value::Const(t) => self.push(
+                            format!("{name}/const{k}"),
+                            Op::Constant(t.to_f32()),
+                            vec![],
+                            None,
+                        )?,
                     };
                     total = total.saturating_add(self.shape(id).get(axis).copied().unwrap_or(0));
                     ids.push(id);
@@ -1208,10 +1321,16 @@ impl<'a> Importer<'a> {
                 let x = var(0)?;
                 let s = self.shape(x);
                 let p = self.slice_of(node, &a, &s, konst)?;
-                if p.iter().zip(&s).all(|(&(st, step, len), &d)| st == 0 && step == 1 && len == d) {
+                if p.iter()
+                    .zip(&s)
+                    .all(|(&(st, step, len), &d)| st == 0 && step == 1 && len == d)
+                {
                     return one(x);
                 }
-                let axes = p.iter().map(|&(start, step, _)| SliceAxis { start, step }).collect();
+                let axes = p
+                    .iter()
+                    .map(|&(start, step, _)| SliceAxis { start, step })
+                    .collect();
                 let out = p.iter().map(|t| t.2).collect();
                 one(self.push(name, Op::Slice { axes }, vec![x], Some(out))?)
             }
@@ -1225,7 +1344,15 @@ impl<'a> Importer<'a> {
                 let s = self.shape(x);
                 let axis = norm_axis(a.int("axis", 0), s.len())?;
                 let flat = gather_indices(s[axis], &idx.to_i64_vec()?)?;
-                let g = self.push(name, Op::Gather { axis, indices: flat }, vec![x], None)?;
+                let g = self.push(
+                    name,
+                    Op::Gather {
+                        axis,
+                        indices: flat,
+                    },
+                    vec![x],
+                    None,
+                )?;
                 let mut out = s[..axis].to_vec();
                 out.extend_from_slice(idx.shape());
                 out.extend_from_slice(&s[axis + 1..]);
@@ -1240,19 +1367,32 @@ impl<'a> Importer<'a> {
                 let mut outs = Vec::new();
                 for (k, sz) in sizes.into_iter().enumerate() {
                     let axes = (0..s.len())
-                        .map(|i| SliceAxis { start: if i == axis { off } else { 0 }, step: 1 })
+                        .map(|i| SliceAxis {
+                            start: if i == axis { off } else { 0 },
+                            step: 1,
+                        })
                         .collect();
                     let mut out = s.clone();
                     out[axis] = sz;
                     off += sz;
-                    let oname = node.output.get(k).filter(|o| !o.is_empty()).cloned().unwrap_or(format!("{name}:{k}"));
-                    outs.push(Value::Var(self.push(oname, Op::Slice { axes }, vec![x], Some(out))?));
+                    let oname = node
+                        .output
+                        .get(k)
+                        .filter(|o| !o.is_empty())
+                        .cloned()
+                        .unwrap_or(format!("{name}:{k}"));
+                    outs.push(Value::Var(self.push(
+                        oname,
+                        Op::Slice { axes },
+                        vec![x],
+                        Some(out),
+                    )?));
                 }
                 Ok(outs)
             }
-            "Constant" | "ConstantOfShape" | "Range" | "Equal" | "Where" => {
-                Err(unsupported(" on a variable (nncert evaluates it only on constants)"))
-            }
+            "Constant" | "ConstantOfShape" | "Range" | "Equal" | "Where" => Err(unsupported(
+                " on a variable (nncert evaluates it only on constants)",
+            )),
             _ => Err(unsupported("")),
         }
     }
@@ -1274,8 +1414,9 @@ impl<'a> Importer<'a> {
                     // Shapes that differ only by leading 1s are the same data; anything else would replicate
                     // one operand, which the IR's Add/Sub do not do.
                     match broadcast_shape(&xs, &ys) {
-                        Some(bs) if bs.iter().product::<usize>() == xs.iter().product::<usize>()
-                            && bs.iter().product::<usize>() == ys.iter().product::<usize>() =>
+                        Some(bs)
+                            if bs.iter().product::<usize>() == xs.iter().product::<usize>()
+                                && bs.iter().product::<usize>() == ys.iter().product::<usize>() =>
                         {
                             (
                                 self.reshape(format!("{name}/lhs"), x, bs.clone())?,
@@ -1321,8 +1462,9 @@ impl<'a> Importer<'a> {
     /// copying data only if broadcasting just adds leading 1s).
     fn broadcast_var(&mut self, name: &str, x: NodeId, cshape: &[usize]) -> NRes<NodeId> {
         let xs = self.shape(x);
-        let bs = broadcast_shape(&xs, cshape)
-            .ok_or_else(|| invalid!("variable of shape {xs:?} and constant of shape {cshape:?} do not broadcast"))?;
+        let bs = broadcast_shape(&xs, cshape).ok_or_else(|| {
+            invalid!("variable of shape {xs:?} and constant of shape {cshape:?} do not broadcast")
+        })?;
         if bs == xs {
             return Ok(x);
         }
@@ -1337,7 +1479,9 @@ impl<'a> Importer<'a> {
     fn gemm(&mut self, name: &str, a: &Attrs, ins: &[Option<Value>]) -> NRes<NodeId> {
         let (mut x, w) = match (ins.first(), ins.get(1)) {
             (Some(Some(Value::Var(x))), Some(Some(Value::Const(w)))) => (*x, w.to_f32()),
-            (_, Some(Some(Value::Var(_)))) => return Err(unsupported(" with a variable B operand")),
+            (_, Some(Some(Value::Var(_)))) => {
+                return Err(unsupported(" with a variable B operand"));
+            }
             _ => return Err(invalid!("needs A and B inputs")),
         };
         let c = match ins.get(2) {
@@ -1352,13 +1496,22 @@ impl<'a> Importer<'a> {
             return Err(invalid!("A must be 2-D, got shape {xs:?}"));
         }
         if a.int("transA", 0) != 0 {
-            x = self.push(format!("{name}/transA"), Op::Transpose { perm: vec![1, 0] }, vec![x], None)?;
+            x = self.push(
+                format!("{name}/transA"),
+                Op::Transpose { perm: vec![1, 0] },
+                vec![x],
+                None,
+            )?;
         }
         let w = w
             .into_dimensionality::<ndarray::Ix2>()
             .map_err(|_| invalid!("B must be 2-D"))?;
         // Linear's weight is [out, in] = (B')ᵀ, B' = Bᵀ if transB.
-        let wt = if a.int("transB", 0) != 0 { w.view() } else { w.t() };
+        let wt = if a.int("transB", 0) != 0 {
+            w.view()
+        } else {
+            w.t()
+        };
         let weight: Array2<f32> = wt.mapv(|v| (alpha * v as f64) as f32);
         let n = weight.nrows();
         let mut bias = None;
@@ -1369,7 +1522,12 @@ impl<'a> Importer<'a> {
             let lead_ones = cs.len() <= 2 && cs.iter().rev().skip(1).all(|&d| d == 1);
             match cs.last() {
                 _ if !lead_ones => shift = Some(c),
-                None | Some(1) => bias = Some(Array1::from_elem(n, c.iter().next().copied().unwrap_or(0.0))),
+                None | Some(1) => {
+                    bias = Some(Array1::from_elem(
+                        n,
+                        c.iter().next().copied().unwrap_or(0.0),
+                    ))
+                }
                 Some(&m) if m == n => bias = Some(Array1::from_iter(c.iter().copied())),
                 Some(_) => shift = Some(c),
             }
@@ -1379,9 +1537,20 @@ impl<'a> Importer<'a> {
             Some(s) => {
                 let ys = self.shape(y);
                 if broadcast_shape(&ys, s.shape()).as_ref() != Some(&ys) {
-                    return Err(invalid!("C of shape {:?} does not broadcast to {ys:?}", s.shape()));
+                    return Err(invalid!(
+                        "C of shape {:?} does not broadcast to {ys:?}",
+                        s.shape()
+                    ));
                 }
-                self.push(format!("{name}/C"), Op::Affine { scale: None, shift: Some(s) }, vec![y], None)
+                self.push(
+                    format!("{name}/C"),
+                    Op::Affine {
+                        scale: None,
+                        shift: Some(s),
+                    },
+                    vec![y],
+                    None,
+                )
             }
             None => Ok(y),
         }
@@ -1394,11 +1563,15 @@ impl<'a> Importer<'a> {
             let s = c.shape().to_vec();
             match s.len() {
                 0 => Err(invalid!("scalar operand")),
-                1 => Ok(c.into_shape_with_order((s[0], 1)).map_err(|e| invalid!("{e}"))?),
+                1 => Ok(c
+                    .into_shape_with_order((s[0], 1))
+                    .map_err(|e| invalid!("{e}"))?),
                 r if s[..r - 2].iter().all(|&d| d == 1) && r <= xrank.max(2) => Ok(c
                     .into_shape_with_order((s[r - 2], s[r - 1]))
                     .map_err(|e| invalid!("{e}"))?),
-                _ => Err(unsupported(format!(" with a constant of shape {s:?} (batched matrix product)"))),
+                _ => Err(unsupported(format!(
+                    " with a constant of shape {s:?} (batched matrix product)"
+                ))),
             }
         };
         match (ins.first(), ins.get(1)) {
@@ -1409,7 +1582,10 @@ impl<'a> Importer<'a> {
                 let vector = w.shape().len() == 1;
                 let y = self.push(
                     name,
-                    Op::Linear(Linear { weight: m.t().to_owned(), bias: None }),
+                    Op::Linear(Linear {
+                        weight: m.t().to_owned(),
+                        bias: None,
+                    }),
                     vec![x],
                     None,
                 )?;
@@ -1433,7 +1609,12 @@ impl<'a> Importer<'a> {
                     as_matrix(w, xs.len())? // [M, K]
                 };
                 let vector = w.shape().len() == 1;
-                let lin = |m: Array2<f32>| Op::Linear(Linear { weight: m, bias: None });
+                let lin = |m: Array2<f32>| {
+                    Op::Linear(Linear {
+                        weight: m,
+                        bias: None,
+                    })
+                };
                 if xs.len() == 1 {
                     // W @ x for a vector x is Linear with weight W.
                     let y = self.push(name, lin(m), vec![x], None)?;
@@ -1446,7 +1627,12 @@ impl<'a> Importer<'a> {
                 let r = xs.len();
                 let mut perm: Vec<usize> = (0..r).collect();
                 perm.swap(r - 2, r - 1);
-                let xt = self.push(format!("{name}/T"), Op::Transpose { perm: perm.clone() }, vec![x], None)?;
+                let xt = self.push(
+                    format!("{name}/T"),
+                    Op::Transpose { perm: perm.clone() },
+                    vec![x],
+                    None,
+                )?;
                 let y = self.push(name, lin(m), vec![xt], None)?;
                 if vector {
                     let mut s = self.shape(y);
@@ -1482,7 +1668,10 @@ impl<'a> Importer<'a> {
             return Err(unsupported(format!(" with {nsp} spatial dimensions")));
         }
         if w.ndim() != r {
-            return Err(invalid!("weight {:?} does not match the input rank {r}", w.shape()));
+            return Err(invalid!(
+                "weight {:?} does not match the input rank {r}",
+                w.shape()
+            ));
         }
         if w.shape().contains(&0) {
             return Err(invalid!("empty weight {:?}", w.shape()));
@@ -1491,7 +1680,10 @@ impl<'a> Importer<'a> {
         if let Some(k) = a.ints("kernel_shape")
             && k.iter().map(|&v| v as usize).ne(kernel.iter().copied())
         {
-            return Err(invalid!("kernel_shape {k:?} differs from the weight's {:?}", w.shape()));
+            return Err(invalid!(
+                "kernel_shape {k:?} differs from the weight's {:?}",
+                w.shape()
+            ));
         }
         let g = Geometry::read(a, kernel)?;
         let groups = attr_pos(a.int("group", 1), "group")?;
@@ -1504,7 +1696,13 @@ impl<'a> Importer<'a> {
             .into_dimensionality()
             .map_err(|e| invalid!("{e}"))?;
         let op = if !transpose {
-            let pads = resolve_pads(&auto_pad, &in_sz, &g.eff_kernel(), &g.strides, a.ints("pads"))?;
+            let pads = resolve_pads(
+                &auto_pad,
+                &in_sz,
+                &g.eff_kernel(),
+                &g.strides,
+                a.ints("pads"),
+            )?;
             Op::Conv(Conv {
                 weight,
                 bias,
@@ -1515,7 +1713,10 @@ impl<'a> Importer<'a> {
             })
         } else {
             let out_pad: Vec<usize> = match a.ints("output_padding") {
-                Some(p) if p.len() == nsp => p.iter().map(|&v| attr_usize(v, "output_padding")).collect::<NRes<_>>()?,
+                Some(p) if p.len() == nsp => p
+                    .iter()
+                    .map(|&v| attr_usize(v, "output_padding"))
+                    .collect::<NRes<_>>()?,
                 Some(p) => return Err(invalid!("output_padding {p:?} should have {nsp} entries")),
                 None => vec![0; nsp],
             };
@@ -1542,7 +1743,9 @@ impl<'a> Importer<'a> {
                     let mut p = vec![0; 2 * nsp];
                     for i in 0..nsp {
                         let total = full[i].checked_sub(t[i]).ok_or_else(|| {
-                            unsupported(format!(" with output_shape {t:?} larger than the full output {full:?}"))
+                            unsupported(format!(
+                                " with output_shape {t:?} larger than the full output {full:?}"
+                            ))
                         })?;
                         let (b, e) = if auto_pad == "SAME_UPPER" {
                             (total / 2, total - total / 2)
@@ -1555,7 +1758,17 @@ impl<'a> Importer<'a> {
                     p
                 }
                 None => match auto_pad.as_str() {
-                    "" | "NOTSET" | "VALID" => resolve_pads("NOTSET", &in_sz, &eff, &g.strides, if auto_pad == "VALID" { None } else { a.ints("pads") })?,
+                    "" | "NOTSET" | "VALID" => resolve_pads(
+                        "NOTSET",
+                        &in_sz,
+                        &eff,
+                        &g.strides,
+                        if auto_pad == "VALID" {
+                            None
+                        } else {
+                            a.ints("pads")
+                        },
+                    )?,
                     other => return Err(unsupported(format!(" with auto_pad='{other}'"))),
                 },
             };
@@ -1571,7 +1784,11 @@ impl<'a> Importer<'a> {
                 strides: to2(&g.strides),
                 pads: pads4(&pads),
                 dilations: to2(&g.dilations),
-                output_padding: if nsp == 1 { [0, out_pad[0]] } else { [out_pad[0], out_pad[1]] },
+                output_padding: if nsp == 1 {
+                    [0, out_pad[0]]
+                } else {
+                    [out_pad[0], out_pad[1]]
+                },
                 groups,
             })
         };
@@ -1598,7 +1815,9 @@ impl<'a> Importer<'a> {
             return Err(unsupported(format!(" with {nsp} spatial dimensions")));
         }
         if xs.len() != nsp + 2 {
-            return Err(invalid!("kernel_shape {kernel:?} does not fit the input {xs:?}"));
+            return Err(invalid!(
+                "kernel_shape {kernel:?} does not fit the input {xs:?}"
+            ));
         }
         let g = Geometry::read(a, kernel)?;
         let in_sz = xs[2..].to_vec();
@@ -1612,9 +1831,9 @@ impl<'a> Importer<'a> {
             let o = if auto_pad.starts_with("SAME") {
                 inp.div_ceil(s)
             } else {
-                let span = (inp + pb + pe)
-                    .checked_sub(eff[i])
-                    .ok_or_else(|| invalid!("kernel {:?} larger than the padded input {xs:?}", g.kernel))?;
+                let span = (inp + pb + pe).checked_sub(eff[i]).ok_or_else(|| {
+                    invalid!("kernel {:?} larger than the padded input {xs:?}", g.kernel)
+                })?;
                 if ceil {
                     // The last window must start inside the input or its leading padding (as PyTorch and
                     // onnxruntime do).
@@ -1661,7 +1880,10 @@ mod tests {
 
     #[test]
     fn reshape_rules() {
-        assert_eq!(reshape_target(&[1, 3, 4], &[0, -1], false).unwrap(), vec![1, 12]);
+        assert_eq!(
+            reshape_target(&[1, 3, 4], &[0, -1], false).unwrap(),
+            vec![1, 12]
+        );
         assert_eq!(reshape_target(&[1, 3, 4], &[-1], false).unwrap(), vec![12]);
         assert!(reshape_target(&[1, 3, 4], &[-1, -1], false).is_err());
         assert!(reshape_target(&[1, 3, 4], &[5, -1], false).is_err());
@@ -1669,21 +1891,45 @@ mod tests {
         assert_eq!(flatten_shape(&[1, 1, 28, 28], 1).unwrap(), vec![1, 784]);
         assert_eq!(flatten_shape(&[2, 3, 4], -1).unwrap(), vec![6, 4]);
         assert_eq!(flatten_shape(&[2, 3], 0).unwrap(), vec![1, 6]);
-        assert_eq!(squeeze_shape(&[1, 3, 1], Some(vec![-1])).unwrap(), vec![1, 3]);
+        assert_eq!(
+            squeeze_shape(&[1, 3, 1], Some(vec![-1])).unwrap(),
+            vec![1, 3]
+        );
         assert_eq!(squeeze_shape(&[1, 3, 1], None).unwrap(), vec![3]);
         assert!(squeeze_shape(&[1, 3, 1], Some(vec![1])).is_err());
-        assert_eq!(unsqueeze_shape(&[3, 4], &[0, -1]).unwrap(), vec![1, 3, 4, 1]);
+        assert_eq!(
+            unsqueeze_shape(&[3, 4], &[0, -1]).unwrap(),
+            vec![1, 3, 4, 1]
+        );
     }
 
     #[test]
     fn slice_rules() {
         // Python semantics: x[1:], x[::-1], x[-2:], x[10:20] (empty), INT64 sentinels.
-        assert_eq!(slice_params(&[5], &[1], &[i64::MAX], None, None).unwrap(), vec![(1, 1, 4)]);
-        assert_eq!(slice_params(&[5], &[-1], &[i64::MIN], None, Some(&[-1])).unwrap(), vec![(4, -1, 5)]);
-        assert_eq!(slice_params(&[5], &[-2], &[5], None, None).unwrap(), vec![(3, 1, 2)]);
-        assert_eq!(slice_params(&[5], &[10], &[20], None, None).unwrap()[0].2, 0);
-        assert_eq!(slice_params(&[5], &[0], &[5], None, Some(&[2])).unwrap(), vec![(0, 2, 3)]);
-        assert_eq!(slice_params(&[5], &[4], &[0], None, Some(&[-2])).unwrap(), vec![(4, -2, 2)]);
+        assert_eq!(
+            slice_params(&[5], &[1], &[i64::MAX], None, None).unwrap(),
+            vec![(1, 1, 4)]
+        );
+        assert_eq!(
+            slice_params(&[5], &[-1], &[i64::MIN], None, Some(&[-1])).unwrap(),
+            vec![(4, -1, 5)]
+        );
+        assert_eq!(
+            slice_params(&[5], &[-2], &[5], None, None).unwrap(),
+            vec![(3, 1, 2)]
+        );
+        assert_eq!(
+            slice_params(&[5], &[10], &[20], None, None).unwrap()[0].2,
+            0
+        );
+        assert_eq!(
+            slice_params(&[5], &[0], &[5], None, Some(&[2])).unwrap(),
+            vec![(0, 2, 3)]
+        );
+        assert_eq!(
+            slice_params(&[5], &[4], &[0], None, Some(&[-2])).unwrap(),
+            vec![(4, -2, 2)]
+        );
         assert_eq!(
             slice_params(&[2, 6], &[1], &[-1], Some(&[-1]), None).unwrap(),
             vec![(0, 1, 2), (1, 1, 4)]
@@ -1694,14 +1940,29 @@ mod tests {
     #[test]
     fn split_and_pads() {
         assert_eq!(split_sizes(10, None, 2, None).unwrap(), vec![5, 5]);
-        assert_eq!(split_sizes(10, Some(vec![3, 7]), 2, None).unwrap(), vec![3, 7]);
+        assert_eq!(
+            split_sizes(10, Some(vec![3, 7]), 2, None).unwrap(),
+            vec![3, 7]
+        );
         assert_eq!(split_sizes(10, None, 3, Some(3)).unwrap(), vec![4, 4, 2]);
         assert!(split_sizes(10, None, 3, None).is_err());
         // SAME_UPPER with an even kernel puts the extra pad at the end, SAME_LOWER at the beginning.
-        assert_eq!(resolve_pads("SAME_UPPER", &[5], &[4], &[1], None).unwrap(), vec![1, 2]);
-        assert_eq!(resolve_pads("SAME_LOWER", &[5], &[4], &[1], None).unwrap(), vec![2, 1]);
-        assert_eq!(resolve_pads("SAME_UPPER", &[6], &[3], &[2], None).unwrap(), vec![0, 1]);
-        assert_eq!(resolve_pads("VALID", &[6], &[3], &[2], Some(vec![1, 1])).unwrap(), vec![0, 0]);
+        assert_eq!(
+            resolve_pads("SAME_UPPER", &[5], &[4], &[1], None).unwrap(),
+            vec![1, 2]
+        );
+        assert_eq!(
+            resolve_pads("SAME_LOWER", &[5], &[4], &[1], None).unwrap(),
+            vec![2, 1]
+        );
+        assert_eq!(
+            resolve_pads("SAME_UPPER", &[6], &[3], &[2], None).unwrap(),
+            vec![0, 1]
+        );
+        assert_eq!(
+            resolve_pads("VALID", &[6], &[3], &[2], Some(vec![1, 1])).unwrap(),
+            vec![0, 0]
+        );
         assert!(resolve_pads("NOTSET", &[6], &[3], &[2], Some(vec![1])).is_err());
     }
 }

@@ -24,8 +24,8 @@ mod tensor;
 
 use crate::error::ModelError;
 use crate::ir::Graph;
-use proto::{ModelProto, ValueInfoProto, data_type, tensor_shape_proto::dimension, type_proto};
 use prost::Message;
+use proto::{ModelProto, ValueInfoProto, data_type, tensor_shape_proto::dimension, type_proto};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
@@ -108,9 +108,11 @@ pub fn load_bytes(bytes: &[u8], path_for_messages: &Path) -> Result<Graph, Model
 /// A dimension of a declared shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Dim {
+    /// A fixed size (`dim_value`).
     Fixed(i64),
     /// A named dimension (`dim_param`), usually the batch size.
     Symbolic(String),
+    /// Neither a size nor a name.
     Unknown,
 }
 
@@ -127,6 +129,7 @@ impl fmt::Display for Dim {
 /// A graph input or output as declared in the model.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ValueInfo {
+    /// The value's name in the graph.
     pub name: String,
     /// ONNX element type name (`FLOAT`, ...), or `"?"` if not a tensor.
     pub elem_type: String,
@@ -152,7 +155,9 @@ impl fmt::Display for ValueInfo {
 pub struct NodeInfo {
     /// Node name, or its first output if unnamed.
     pub name: String,
+    /// ONNX op type (`Conv`, `Gemm`, ...).
     pub op_type: String,
+    /// Operator domain (empty for the default ONNX domain).
     pub domain: String,
     /// Whether nncert implements the op type (it may still reject particular attribute values or uses).
     pub supported: bool,
@@ -162,21 +167,25 @@ pub struct NodeInfo {
 /// described, with their unsupported ops).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModelInfo {
+    /// ONNX IR (file format) version.
     pub ir_version: i64,
     /// Default-domain opset, if declared.
     pub opset: Option<i64>,
     /// Other domains' opsets.
     pub other_opsets: Vec<(String, i64)>,
+    /// The tool that wrote the file (`pytorch`, `tf2onnx`, ...) and its version.
     pub producer_name: String,
     pub producer_version: String,
     /// Graph inputs that are not initializers.
     pub inputs: Vec<ValueInfo>,
+    /// Graph outputs.
     pub outputs: Vec<ValueInfo>,
     /// Number of initializers and their total number of elements.
     pub initializers: usize,
     pub parameters: u64,
     /// Count of each op type among the ONNX nodes (sorted by op type).
     pub op_histogram: Vec<(String, usize)>,
+    /// The ONNX nodes in file order.
     pub nodes: Vec<NodeInfo>,
 }
 
@@ -220,7 +229,11 @@ impl fmt::Display for ModelInfo {
             self.nodes.len()
         )?;
         for (op, n) in &self.op_histogram {
-            let mark = if is_supported(op, "") { "" } else { "  (not supported)" };
+            let mark = if is_supported(op, "") {
+                ""
+            } else {
+                "  (not supported)"
+            };
             writeln!(f, "  {op:<20} {n}{mark}")?;
         }
         Ok(())
@@ -260,7 +273,8 @@ pub fn inspect(path: &Path) -> Result<ModelInfo, ModelError> {
 pub fn inspect_bytes(bytes: &[u8], path_for_messages: &Path) -> Result<ModelInfo, ModelError> {
     let m = decode_model(bytes, path_for_messages)?;
     let g = m.graph.clone().unwrap_or_default();
-    let inits: std::collections::HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
+    let inits: std::collections::HashSet<&str> =
+        g.initializer.iter().map(|t| t.name.as_str()).collect();
     let mut hist = BTreeMap::new();
     for n in &g.node {
         *hist.entry(n.op_type.clone()).or_insert(0) += 1;
@@ -287,7 +301,12 @@ pub fn inspect_bytes(bytes: &[u8], path_for_messages: &Path) -> Result<ModelInfo
         parameters: g
             .initializer
             .iter()
-            .map(|t| t.dims.iter().map(|&d| d.max(0) as u64).fold(1u64, |a, d| a.saturating_mul(d)))
+            .map(|t| {
+                t.dims
+                    .iter()
+                    .map(|&d| d.max(0) as u64)
+                    .fold(1u64, |a, d| a.saturating_mul(d))
+            })
             .fold(0u64, |a, n| a.saturating_add(n)),
         op_histogram: hist.into_iter().collect(),
         nodes: g

@@ -174,11 +174,14 @@ fn read_external(t: &TensorProto, base_dir: Option<&Path>) -> Result<Vec<u8>, St
     };
     let offset = parse("offset")?.unwrap_or(0);
     let length = parse("length")?;
-    let bytes =
-        std::fs::read(&file).map_err(|e| format!("cannot read external data {}: {e}", file.display()))?;
-    let start = usize::try_from(offset).map_err(|_| "external data offset too large".to_string())?;
+    let bytes = std::fs::read(&file)
+        .map_err(|e| format!("cannot read external data {}: {e}", file.display()))?;
+    let start =
+        usize::try_from(offset).map_err(|_| "external data offset too large".to_string())?;
     let end = match length {
-        Some(l) => start.checked_add(usize::try_from(l).map_err(|_| "external data length too large")?),
+        Some(l) => {
+            start.checked_add(usize::try_from(l).map_err(|_| "external data length too large")?)
+        }
         None => Some(bytes.len()),
     };
     match end {
@@ -259,10 +262,16 @@ pub(crate) fn decode(t: &TensorProto, base_dir: Option<&Path>) -> Result<Tensor,
                     .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                     .collect(),
                 data_type::DOUBLE => chunks
-                    .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+                    .map(|c| {
+                        f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
+                    })
                     .collect(),
-                data_type::FLOAT16 => chunks.map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
-                _ => chunks.map(|c| bf16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
+                data_type::FLOAT16 => chunks
+                    .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                    .collect(),
+                _ => chunks
+                    .map(|c| bf16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                    .collect(),
             };
             return ArrayD::from_shape_vec(shape, v)
                 .map(Tensor::F32)
@@ -273,7 +282,9 @@ pub(crate) fn decode(t: &TensorProto, base_dir: Option<&Path>) -> Result<Tensor,
                 .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
                 .collect(),
             data_type::UINT64 => chunks
-                .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as i64)
+                .map(|c| {
+                    u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as i64
+                })
                 .collect(),
             data_type::INT32 => chunks
                 .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
@@ -281,8 +292,12 @@ pub(crate) fn decode(t: &TensorProto, base_dir: Option<&Path>) -> Result<Tensor,
             data_type::UINT32 => chunks
                 .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
                 .collect(),
-            data_type::INT16 => chunks.map(|c| i16::from_le_bytes([c[0], c[1]]) as i64).collect(),
-            data_type::UINT16 => chunks.map(|c| u16::from_le_bytes([c[0], c[1]]) as i64).collect(),
+            data_type::INT16 => chunks
+                .map(|c| i16::from_le_bytes([c[0], c[1]]) as i64)
+                .collect(),
+            data_type::UINT16 => chunks
+                .map(|c| u16::from_le_bytes([c[0], c[1]]) as i64)
+                .collect(),
             data_type::INT8 => chunks.map(|c| c[0] as i8 as i64).collect(),
             data_type::BOOL => chunks.map(|c| (c[0] != 0) as i64).collect(),
             _ => chunks.map(|c| c[0] as i64).collect(), // UINT8
@@ -298,7 +313,11 @@ pub(crate) fn decode(t: &TensorProto, base_dir: Option<&Path>) -> Result<Tensor,
                 data_type::FLOAT => t.float_data.clone(),
                 data_type::DOUBLE => t.double_data.iter().map(|&x| x as f32).collect(),
                 data_type::FLOAT16 => t.int32_data.iter().map(|&x| f16_to_f32(x as u16)).collect(),
-                _ => t.int32_data.iter().map(|&x| bf16_to_f32(x as u16)).collect(),
+                _ => t
+                    .int32_data
+                    .iter()
+                    .map(|&x| bf16_to_f32(x as u16))
+                    .collect(),
             };
             if v.len() != n {
                 return Err(count_err(v.len()));
@@ -310,7 +329,9 @@ pub(crate) fn decode(t: &TensorProto, base_dir: Option<&Path>) -> Result<Tensor,
         _ => {
             let v: Vec<i64> = match dt {
                 data_type::INT64 => t.int64_data.clone(),
-                data_type::UINT64 | data_type::UINT32 => t.uint64_data.iter().map(|&x| x as i64).collect(),
+                data_type::UINT64 | data_type::UINT32 => {
+                    t.uint64_data.iter().map(|&x| x as i64).collect()
+                }
                 data_type::BOOL => t.int32_data.iter().map(|&x| (x != 0) as i64).collect(),
                 _ => t.int32_data.iter().map(|&x| x as i64).collect(),
             };
@@ -329,8 +350,16 @@ pub(crate) fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let r = a.len().max(b.len());
     let mut out = vec![0; r];
     for (i, o) in out.iter_mut().enumerate() {
-        let da = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
-        let db = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+        let da = if i + a.len() >= r {
+            a[i + a.len() - r]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= r {
+            b[i + b.len() - r]
+        } else {
+            1
+        };
         *o = if da == db || db == 1 {
             da
         } else if da == 1 {
@@ -398,7 +427,9 @@ pub(crate) fn arith(op: Arith, a: &Tensor, b: &Tensor) -> Result<Tensor, String>
 /// `Equal` (result 0/1).
 pub(crate) fn equal(a: &Tensor, b: &Tensor) -> Result<Tensor, String> {
     match (a, b) {
-        (Tensor::I64(x), Tensor::I64(y)) => zip_broadcast(x, y, |p, q| (p == q) as i64).map(Tensor::I64),
+        (Tensor::I64(x), Tensor::I64(y)) => {
+            zip_broadcast(x, y, |p, q| (p == q) as i64).map(Tensor::I64)
+        }
         _ => zip_broadcast(&a.to_f32(), &b.to_f32(), |p, q| (p == q) as i64).map(Tensor::I64),
     }
 }
@@ -406,8 +437,10 @@ pub(crate) fn equal(a: &Tensor, b: &Tensor) -> Result<Tensor, String> {
 /// `Where(cond, a, b)` with broadcasting.
 pub(crate) fn where_(c: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor, String> {
     let c = c.to_i64()?;
-    let ab_shape = broadcast_shape(a.shape(), b.shape()).ok_or("Where operands do not broadcast")?;
-    let shape = broadcast_shape(c.shape(), &ab_shape).ok_or("Where condition does not broadcast")?;
+    let ab_shape =
+        broadcast_shape(a.shape(), b.shape()).ok_or("Where operands do not broadcast")?;
+    let shape =
+        broadcast_shape(c.shape(), &ab_shape).ok_or("Where condition does not broadcast")?;
     checked_computed_numel(&shape)?;
     let cv = c.broadcast(IxDyn(&shape)).ok_or("broadcast failed")?;
     fn pick<T: Copy>(
@@ -476,7 +509,9 @@ pub(crate) fn concat(ts: &[Tensor], axis: usize) -> Result<Tensor, String> {
     let err = |e: ndarray::ShapeError| format!("cannot concatenate: {e}");
     // ndarray asserts (panics) on an axis out of range for any operand.
     if ts.iter().any(|t| t.shape().len() <= axis) {
-        return Err(format!("concatenation axis {axis} out of range for an operand"));
+        return Err(format!(
+            "concatenation axis {axis} out of range for an operand"
+        ));
     }
     if ts.iter().all(|t| matches!(t, Tensor::I64(_))) {
         let arrs: Vec<ArrayD<i64>> = ts.iter().map(|t| t.to_i64()).collect::<Result<_, _>>()?;
@@ -540,7 +575,14 @@ mod tests {
             double_data: vec![0.5, -1.25],
             ..Default::default()
         };
-        assert_eq!(decode(&d, None).unwrap().to_f32().into_raw_vec_and_offset().0, vec![0.5, -1.25]);
+        assert_eq!(
+            decode(&d, None)
+                .unwrap()
+                .to_f32()
+                .into_raw_vec_and_offset()
+                .0,
+            vec![0.5, -1.25]
+        );
         let huge = TensorProto {
             dims: vec![1 << 40, 1 << 40],
             data_type: data_type::FLOAT,

@@ -148,7 +148,13 @@ fn vinfo(name: &str, dims: &[i64], elem: i32) -> ValueInfoProto {
 /// A model with input `x` (float, `dims`) and output `y`.
 fn model(opset: i64, dims: &[i64], nodes: Vec<NodeProto>, inits: Vec<TensorProto>) -> ModelProto {
     ModelProto {
-        ir_version: if opset >= 21 { 10 } else if opset >= 15 { 8 } else { 7 },
+        ir_version: if opset >= 21 {
+            10
+        } else if opset >= 15 {
+            8
+        } else {
+            7
+        },
         opset_import: vec![OperatorSetIdProto {
             domain: String::new(),
             version: opset,
@@ -192,7 +198,16 @@ fn cases() -> Vec<(&'static str, ModelProto)> {
         model(
             13,
             &[1, 3],
-            vec![n("Gemm", &["x", "W", "C"], &["y"], vec![attr_f("alpha", 0.5), attr_f("beta", 2.0), attr_i("transB", 1)])],
+            vec![n(
+                "Gemm",
+                &["x", "W", "C"],
+                &["y"],
+                vec![
+                    attr_f("alpha", 0.5),
+                    attr_f("beta", 2.0),
+                    attr_i("transB", 1),
+                ],
+            )],
             vec![wtensor("W", &[2, 3], 1), wtensor("C", &[2], 2)],
         ),
     ));
@@ -201,7 +216,12 @@ fn cases() -> Vec<(&'static str, ModelProto)> {
         model(
             9,
             &[3, 1],
-            vec![n("Gemm", &["x", "W", "C"], &["y"], vec![attr_i("transA", 1)])],
+            vec![n(
+                "Gemm",
+                &["x", "W", "C"],
+                &["y"],
+                vec![attr_i("transA", 1)],
+            )],
             vec![wtensor("W", &[3, 2], 3), wtensor("C", &[1, 2], 4)],
         ),
     ));
@@ -210,8 +230,14 @@ fn cases() -> Vec<(&'static str, ModelProto)> {
         model(
             13,
             &[-1, 4],
-            vec![n("MatMul", &["x", "W"], &["m"], vec![]), n("Add", &["B", "m"], &["y"], vec![])],
-            vec![ftensor_raw("W", &[4, 3], &vals(12, 5)), ftensor_raw("B", &[3], &vals(3, 6))],
+            vec![
+                n("MatMul", &["x", "W"], &["m"], vec![]),
+                n("Add", &["B", "m"], &["y"], vec![]),
+            ],
+            vec![
+                ftensor_raw("W", &[4, 3], &vals(12, 5)),
+                ftensor_raw("B", &[3], &vals(3, 6)),
+            ],
         ),
     ));
     v.push((
@@ -219,7 +245,10 @@ fn cases() -> Vec<(&'static str, ModelProto)> {
         model(
             14,
             &[3],
-            vec![n("MatMul", &["W", "x"], &["m"], vec![]), n("Add", &["m", "B"], &["y"], vec![])],
+            vec![
+                n("MatMul", &["W", "x"], &["m"], vec![]),
+                n("Add", &["m", "B"], &["y"], vec![]),
+            ],
             vec![wtensor("W", &[2, 3], 7), wtensor("B", &[2], 8)],
         ),
     ));
@@ -228,13 +257,21 @@ fn cases() -> Vec<(&'static str, ModelProto)> {
         model(
             14,
             &[3, 2],
-            vec![n("MatMul", &["W", "x"], &["m"], vec![]), n("Relu", &["m"], &["y"], vec![])],
+            vec![
+                n("MatMul", &["W", "x"], &["m"], vec![]),
+                n("Relu", &["m"], &["y"], vec![]),
+            ],
             vec![wtensor("W", &[4, 3], 9)],
         ),
     ));
     v.push((
         "matmul_vector_weight",
-        model(13, &[2, 3], vec![n("MatMul", &["x", "w"], &["y"], vec![])], vec![wtensor("w", &[3], 10)]),
+        model(
+            13,
+            &[2, 3],
+            vec![n("MatMul", &["x", "w"], &["y"], vec![])],
+            vec![wtensor("w", &[3], 10)],
+        ),
     ));
     v.push((
         "arith_constants",
@@ -283,7 +320,10 @@ fn cases() -> Vec<(&'static str, ModelProto)> {
                 "Conv",
                 &["x", "W", "B"],
                 &["y"],
-                vec![attr_s("auto_pad", "SAME_UPPER"), attr_is("strides", &[2, 2])],
+                vec![
+                    attr_s("auto_pad", "SAME_UPPER"),
+                    attr_is("strides", &[2, 2]),
+                ],
             )],
             vec![wtensor("W", &[3, 2, 2, 2], 15), wtensor("B", &[3], 16)],
         ),
@@ -293,7 +333,15 @@ fn cases() -> Vec<(&'static str, ModelProto)> {
         model(
             13,
             &[1, 1, 4, 5],
-            vec![n("Conv", &["x", "W"], &["y"], vec![attr_s("auto_pad", "SAME_LOWER"), attr_is("kernel_shape", &[2, 3])])],
+            vec![n(
+                "Conv",
+                &["x", "W"],
+                &["y"],
+                vec![
+                    attr_s("auto_pad", "SAME_LOWER"),
+                    attr_is("kernel_shape", &[2, 3]),
+                ],
+            )],
             vec![wtensor("W", &[2, 1, 2, 3], 17)],
         ),
     ));
@@ -321,7 +369,12 @@ fn cases() -> Vec<(&'static str, ModelProto)> {
         model(
             13,
             &[1, 2, 7],
-            vec![n("Conv", &["x", "W", "B"], &["y"], vec![attr_is("pads", &[1, 1]), attr_is("strides", &[2])])],
+            vec![n(
+                "Conv",
+                &["x", "W", "B"],
+                &["y"],
+                vec![attr_is("pads", &[1, 1]), attr_is("strides", &[2])],
+            )],
             vec![wtensor("W", &[3, 2, 3], 19), wtensor("B", &[3], 20)],
         ),
     ));
@@ -334,7 +387,11 @@ fn cases() -> Vec<(&'static str, ModelProto)> {
                 "ConvTranspose",
                 &["x", "W", "B"],
                 &["y"],
-                vec![attr_is("strides", &[2, 2]), attr_is("pads", &[1, 1, 1, 1]), attr_is("output_padding", &[1, 1])],
+                vec![
+                    attr_is("strides", &[2, 2]),
+                    attr_is("pads", &[1, 1, 1, 1]),
+                    attr_is("output_padding", &[1, 1]),
+                ],
             )],
             vec![wtensor("W", &[2, 3, 3, 3], 21), wtensor("B", &[3], 22)],
         ),
@@ -348,7 +405,11 @@ fn cases() -> Vec<(&'static str, ModelProto)> {
                 "ConvTranspose",
                 &["x", "W"],
                 &["y"],
-                vec![attr_is("strides", &[2, 2]), attr_is("output_shape", &[5, 6]), attr_i("group", 2)],
+                vec![
+                    attr_is("strides", &[2, 2]),
+                    attr_is("output_shape", &[5, 6]),
+                    attr_i("group", 2),
+                ],
             )],
             vec![wtensor("W", &[4, 1, 2, 2], 23)],
         ),
@@ -358,7 +419,12 @@ fn cases() -> Vec<(&'static str, ModelProto)> {
         model(
             13,
             &[1, 2, 4],
-            vec![n("ConvTranspose", &["x", "W"], &["y"], vec![attr_is("strides", &[3]), attr_is("output_padding", &[1])])],
+            vec![n(
+                "ConvTranspose",
+                &["x", "W"],
+                &["y"],
+                vec![attr_is("strides", &[3]), attr_is("output_padding", &[1])],
+            )],
             vec![wtensor("W", &[2, 2, 2], 24)],
         ),
     ));
@@ -368,8 +434,18 @@ fn cases() -> Vec<(&'static str, ModelProto)> {
             13,
             &[1, 2, 4, 4],
             vec![
-                n("Conv", &["x", "W"], &["c"], vec![attr_is("pads", &[1, 1, 1, 1])]),
-                n("BatchNormalization", &["c", "g", "b", "m", "v"], &["bn"], vec![attr_f("epsilon", 1e-3)]),
+                n(
+                    "Conv",
+                    &["x", "W"],
+                    &["c"],
+                    vec![attr_is("pads", &[1, 1, 1, 1])],
+                ),
+                n(
+                    "BatchNormalization",
+                    &["c", "g", "b", "m", "v"],
+                    &["bn"],
+                    vec![attr_f("epsilon", 1e-3)],
+                ),
                 n("Relu", &["bn"], &["y"], vec![]),
             ],
             vec![
@@ -388,7 +464,12 @@ fn cases() -> Vec<(&'static str, ModelProto)> {
             &[1, 4],
             vec![
                 n("Gemm", &["x", "W", "C"], &["h"], vec![attr_i("transB", 1)]),
-                n("BatchNormalization", &["h", "g", "b", "m", "v"], &["y"], vec![]),
+                n(
+                    "BatchNormalization",
+                    &["h", "g", "b", "m", "v"],
+                    &["y"],
+                    vec![],
+                ),
             ],
             vec![
                 wtensor("W", &[3, 4], 29),
@@ -409,7 +490,11 @@ fn cases() -> Vec<(&'static str, ModelProto)> {
                 "MaxPool",
                 &["x"],
                 &["y"],
-                vec![attr_is("kernel_shape", &[2, 2]), attr_is("strides", &[2, 2]), attr_i("ceil_mode", 1)],
+                vec![
+                    attr_is("kernel_shape", &[2, 2]),
+                    attr_is("strides", &[2, 2]),
+                    attr_i("ceil_mode", 1),
+                ],
             )],
             vec![],
         ),
@@ -442,7 +527,10 @@ fn cases() -> Vec<(&'static str, ModelProto)> {
                 "AveragePool",
                 &["x"],
                 &["y"],
-                vec![attr_is("kernel_shape", &[3, 3]), attr_is("pads", &[1, 1, 1, 1])],
+                vec![
+                    attr_is("kernel_shape", &[3, 3]),
+                    attr_is("pads", &[1, 1, 1, 1]),
+                ],
             )],
             vec![],
         ),
@@ -475,7 +563,11 @@ fn cases() -> Vec<(&'static str, ModelProto)> {
                 "AveragePool",
                 &["x"],
                 &["y"],
-                vec![attr_is("kernel_shape", &[2, 2]), attr_is("strides", &[2, 2]), attr_s("auto_pad", "SAME_UPPER")],
+                vec![
+                    attr_is("kernel_shape", &[2, 2]),
+                    attr_is("strides", &[2, 2]),
+                    attr_s("auto_pad", "SAME_UPPER"),
+                ],
             )],
             vec![],
         ),
@@ -486,8 +578,18 @@ fn cases() -> Vec<(&'static str, ModelProto)> {
             13,
             &[1, 2, 9],
             vec![
-                n("MaxPool", &["x"], &["m"], vec![attr_is("kernel_shape", &[3]), attr_is("strides", &[2])]),
-                n("AveragePool", &["m"], &["a"], vec![attr_is("kernel_shape", &[2])]),
+                n(
+                    "MaxPool",
+                    &["x"],
+                    &["m"],
+                    vec![attr_is("kernel_shape", &[3]), attr_is("strides", &[2])],
+                ),
+                n(
+                    "AveragePool",
+                    &["m"],
+                    &["a"],
+                    vec![attr_is("kernel_shape", &[2])],
+                ),
                 n("GlobalAveragePool", &["a"], &["y"], vec![]),
             ],
             vec![],
@@ -495,7 +597,12 @@ fn cases() -> Vec<(&'static str, ModelProto)> {
     ));
     v.push((
         "global_average_pool",
-        model(13, &[1, 3, 2, 5], vec![n("GlobalAveragePool", &["x"], &["y"], vec![])], vec![]),
+        model(
+            13,
+            &[1, 3, 2, 5],
+            vec![n("GlobalAveragePool", &["x"], &["y"], vec![])],
+            vec![],
+        ),
     ));
     v.push((
         "pad_opset11_inputs",
@@ -503,7 +610,10 @@ fn cases() -> Vec<(&'static str, ModelProto)> {
             11,
             &[1, 2, 3],
             vec![n("Pad", &["x", "p", "v"], &["y"], vec![])],
-            vec![itensor("p", &[6], &[0, 0, 1, 0, 1, 2]), ftensor("v", &[], &[0.5])],
+            vec![
+                itensor("p", &[6], &[0, 0, 1, 0, 1, 2]),
+                ftensor("v", &[], &[0.5]),
+            ],
         ),
     ));
     v.push((
@@ -511,7 +621,12 @@ fn cases() -> Vec<(&'static str, ModelProto)> {
         model(
             7,
             &[1, 2, 3],
-            vec![n("Pad", &["x"], &["y"], vec![attr_is("pads", &[0, 1, 1, 0, 0, 1]), attr_f("value", -1.0)])],
+            vec![n(
+                "Pad",
+                &["x"],
+                &["y"],
+                vec![attr_is("pads", &[0, 1, 1, 0, 0, 1]), attr_f("value", -1.0)],
+            )],
             vec![],
         ),
     ));
@@ -525,7 +640,12 @@ fn cases() -> Vec<(&'static str, ModelProto)> {
                 n("Reshape", &["f", "s"], &["r"], vec![]),
                 n("Unsqueeze", &["r"], &["u"], vec![attr_is("axes", &[0, 3])]),
                 n("Squeeze", &["u"], &["q"], vec![attr_is("axes", &[-2])]),
-                n("Transpose", &["q"], &["t"], vec![attr_is("perm", &[0, 3, 1, 2])]),
+                n(
+                    "Transpose",
+                    &["q"],
+                    &["t"],
+                    vec![attr_is("perm", &[0, 3, 1, 2])],
+                ),
                 n("Relu", &["t"], &["y"], vec![]),
             ],
             vec![itensor("s", &[3], &[0, -1, 3])],
@@ -542,7 +662,11 @@ fn cases() -> Vec<(&'static str, ModelProto)> {
                 n("Reshape", &["u", "s"], &["r"], vec![attr_i("allowzero", 0)]),
                 n("Transpose", &["r"], &["y"], vec![]),
             ],
-            vec![itensor("a2", &[1], &[2]), itensor("a1", &[1], &[-1]), itensor("s", &[3], &[0, 3, -1])],
+            vec![
+                itensor("a2", &[1], &[2]),
+                itensor("a1", &[1], &[-1]),
+                itensor("s", &[3], &[0, 3, -1]),
+            ],
         ),
     ));
     v.push((
@@ -556,7 +680,11 @@ fn cases() -> Vec<(&'static str, ModelProto)> {
                     "Slice",
                     &["cat"],
                     &["y"],
-                    vec![attr_is("starts", &[1, 0]), attr_is("ends", &[100, -1]), attr_is("axes", &[1, 2])],
+                    vec![
+                        attr_is("starts", &[1, 0]),
+                        attr_is("ends", &[100, -1]),
+                        attr_is("axes", &[1, 2]),
+                    ],
                 ),
             ],
             vec![wtensor("c", &[1, 2, 3], 34)],
@@ -613,7 +741,12 @@ fn cases() -> Vec<(&'static str, ModelProto)> {
             11,
             &[1, 6],
             vec![
-                n("Split", &["x"], &["o0", "o1", "o2"], vec![attr_i("axis", 1)]),
+                n(
+                    "Split",
+                    &["x"],
+                    &["o0", "o1", "o2"],
+                    vec![attr_i("axis", 1)],
+                ),
                 n("Sub", &["o0", "o1"], &["d"], vec![]),
                 n("Add", &["d", "o2"], &["y"], vec![]),
             ],
@@ -626,29 +759,72 @@ fn cases() -> Vec<(&'static str, ModelProto)> {
             18,
             &[1, 7],
             vec![
-                n("Split", &["x"], &["o0", "o1", "o2"], vec![attr_i("axis", 1), attr_i("num_outputs", 3)]),
-                n("Concat", &["o2", "o0", "o1"], &["y"], vec![attr_i("axis", 1)]),
+                n(
+                    "Split",
+                    &["x"],
+                    &["o0", "o1", "o2"],
+                    vec![attr_i("axis", 1), attr_i("num_outputs", 3)],
+                ),
+                n(
+                    "Concat",
+                    &["o2", "o0", "o1"],
+                    &["y"],
+                    vec![attr_i("axis", 1)],
+                ),
             ],
             vec![],
         ),
     ));
     v.push((
         "clip_opset7_attributes",
-        model(7, &[1, 5], vec![n("Clip", &["x"], &["y"], vec![attr_f("min", -0.5), attr_f("max", 0.3)])], vec![]),
+        model(
+            7,
+            &[1, 5],
+            vec![n(
+                "Clip",
+                &["x"],
+                &["y"],
+                vec![attr_f("min", -0.5), attr_f("max", 0.3)],
+            )],
+            vec![],
+        ),
     ));
     v.push((
         "clip_opset13_min_only",
-        model(13, &[1, 5], vec![n("Clip", &["x", "lo", ""], &["y"], vec![])], vec![ftensor("lo", &[], &[-0.2])]),
+        model(
+            13,
+            &[1, 5],
+            vec![n("Clip", &["x", "lo", ""], &["y"], vec![])],
+            vec![ftensor("lo", &[], &[-0.2])],
+        ),
     ));
     v.push((
         "softmax_opset11_coerced",
-        model(11, &[1, 2, 3], vec![n("Softmax", &["x"], &["y"], vec![attr_i("axis", 1)])], vec![]),
+        model(
+            11,
+            &[1, 2, 3],
+            vec![n("Softmax", &["x"], &["y"], vec![attr_i("axis", 1)])],
+            vec![],
+        ),
     ));
     v.push((
         "softmax_opset13_axis1",
-        model(13, &[1, 2, 3], vec![n("Softmax", &["x"], &["y"], vec![attr_i("axis", 1)])], vec![]),
+        model(
+            13,
+            &[1, 2, 3],
+            vec![n("Softmax", &["x"], &["y"], vec![attr_i("axis", 1)])],
+            vec![],
+        ),
     ));
-    v.push(("softmax_opset11_default", model(11, &[1, 4], vec![n("Softmax", &["x"], &["y"], vec![])], vec![])));
+    v.push((
+        "softmax_opset11_default",
+        model(
+            11,
+            &[1, 4],
+            vec![n("Softmax", &["x"], &["y"], vec![])],
+            vec![],
+        ),
+    ));
     v.push((
         "pytorch_flatten_shape_arithmetic",
         model(
@@ -658,7 +834,12 @@ fn cases() -> Vec<(&'static str, ModelProto)> {
                 n("Shape", &["x"], &["s"], vec![]),
                 n("Gather", &["s", "zero"], &["b"], vec![attr_i("axis", 0)]),
                 n("Unsqueeze", &["b"], &["u"], vec![attr_is("axes", &[0])]),
-                n("Concat", &["u", "minus1"], &["shape"], vec![attr_i("axis", 0)]),
+                n(
+                    "Concat",
+                    &["u", "minus1"],
+                    &["shape"],
+                    vec![attr_i("axis", 0)],
+                ),
                 n("Reshape", &["x", "shape"], &["f"], vec![]),
                 n("Gemm", &["f", "W", "C"], &["y"], vec![attr_i("transB", 1)]),
             ],
@@ -678,13 +859,33 @@ fn cases() -> Vec<(&'static str, ModelProto)> {
             vec![
                 n("Identity", &["x"], &["i"], vec![]),
                 n("Dropout", &["i", "ratio"], &["d", "mask"], vec![]),
-                n("Cast", &["d"], &["c"], vec![attr_i("to", data_type::FLOAT as i64)]),
+                n(
+                    "Cast",
+                    &["d"],
+                    &["c"],
+                    vec![attr_i("to", data_type::FLOAT as i64)],
+                ),
                 n("Shape", &["c"], &["s"], vec![]),
-                n("ConstantOfShape", &["s"], &["twos"], vec![attr_t("value", ftensor("", &[1], &[2.0]))]),
+                n(
+                    "ConstantOfShape",
+                    &["s"],
+                    &["twos"],
+                    vec![attr_t("value", ftensor("", &[1], &[2.0]))],
+                ),
                 n("Mul", &["c", "twos"], &["m"], vec![]),
                 n("Range", &["r0", "r4", "r1"], &["r"], vec![]),
-                n("Cast", &["r"], &["rf"], vec![attr_i("to", data_type::FLOAT as i64)]),
-                n("Constant", &[], &["k"], vec![attr_t("value", ftensor("", &[], &[0.1]))]),
+                n(
+                    "Cast",
+                    &["r"],
+                    &["rf"],
+                    vec![attr_i("to", data_type::FLOAT as i64)],
+                ),
+                n(
+                    "Constant",
+                    &[],
+                    &["k"],
+                    vec![attr_t("value", ftensor("", &[], &[0.1]))],
+                ),
                 n("Mul", &["rf", "k"], &["rk"], vec![]),
                 n("Add", &["m", "rk"], &["y"], vec![]),
             ],
@@ -750,15 +951,21 @@ fn hand_built_models_match_onnxruntime() {
         let raw = load_model(&m).unwrap_or_else(|e| panic!("{name}: {e}"));
         let g = canonicalize(raw.clone());
         let Some(&(_, shape, want)) = expected::EXPECTED.iter().find(|e| e.0 == name) else {
-            failures.push(format!("{name}: no expected values (regenerate expected.rs)"));
+            failures.push(format!(
+                "{name}: no expected values (regenerate expected.rs)"
+            ));
             continue;
         };
         if g.output().shape != shape {
-            failures.push(format!("{name}: output shape {:?}, onnxruntime {shape:?}", g.output().shape));
+            failures.push(format!(
+                "{name}: output shape {:?}, onnxruntime {shape:?}",
+                g.output().shape
+            ));
             continue;
         }
         let x = test_input(g.input_size());
-        let x64 = Array2::from_shape_vec((1, x.len()), x.iter().map(|&v| v as f64).collect()).unwrap();
+        let x64 =
+            Array2::from_shape_vec((1, x.len()), x.iter().map(|&v| v as f64).collect()).unwrap();
         let x32 = Array2::from_shape_vec((1, x.len()), x.clone()).unwrap();
         for (which, graph) in [("imported", &raw), ("canonical", &g)] {
             let run = std::panic::catch_unwind(|| {
@@ -768,14 +975,18 @@ fn hand_built_models_match_onnxruntime() {
                 )
             });
             let Ok((y64, y32)) = run else {
-                failures.push(format!("{name} ({which}): evaluation panicked; graph:\n{graph}"));
+                failures.push(format!(
+                    "{name} ({which}): evaluation panicked; graph:\n{graph}"
+                ));
                 continue;
             };
             for (k, &w) in want.iter().enumerate() {
                 let tol = 1e-4 * (1.0 + w.abs() as f64);
                 let (a, b) = (y64[[0, k]], y32[[0, k]] as f64);
                 if (a - w as f64).abs() > tol || (b - w as f64).abs() > tol {
-                    failures.push(format!("{name} ({which}): output {k} is {a} (f64) / {b} (f32), onnxruntime {w}"));
+                    failures.push(format!(
+                        "{name} ({which}): output {k} is {a} (f64) / {b} (f32), onnxruntime {w}"
+                    ));
                     break;
                 }
             }
@@ -799,9 +1010,15 @@ fn gemm_and_matmul_become_linear_layers() {
         canonicalize(load_model(m).unwrap())
     };
     assert_eq!(kinds(&get("gemm_transb")), ["Input", "Linear"]);
-    assert_eq!(kinds(&get("matmul_add_symbolic_batch")), ["Input", "Linear"]);
+    assert_eq!(
+        kinds(&get("matmul_add_symbolic_batch")),
+        ["Input", "Linear"]
+    );
     assert_eq!(kinds(&get("matmul_const_left_vector")), ["Input", "Linear"]);
-    assert_eq!(kinds(&get("conv_batchnorm_relu")), ["Input", "Conv", "Relu"]);
+    assert_eq!(
+        kinds(&get("conv_batchnorm_relu")),
+        ["Input", "Conv", "Relu"]
+    );
     assert_eq!(kinds(&get("gemm_batchnorm_2d")), ["Input", "Linear"]);
     let g = get("pytorch_flatten_shape_arithmetic");
     assert_eq!(kinds(&g), ["Input", "Reshape", "Linear"]);
@@ -815,11 +1032,20 @@ fn gemm_and_matmul_become_linear_layers() {
 #[test]
 fn raw_and_typed_initializers_load_the_same() {
     let w = vals(6, 40);
-    let mk = |t: TensorProto| model(13, &[1, 3], vec![node("MatMul", &["x", "W"], &["y"], vec![])], vec![t]);
+    let mk = |t: TensorProto| {
+        model(
+            13,
+            &[1, 3],
+            vec![node("MatMul", &["x", "W"], &["y"], vec![])],
+            vec![t],
+        )
+    };
     let a = load_model(&mk(ftensor("W", &[3, 2], &w))).unwrap();
     let b = load_model(&mk(ftensor_raw("W", &[3, 2], &w))).unwrap();
     assert_eq!(a, b);
-    let Op::Linear(l) = &a.nodes()[1].op else { panic!() };
+    let Op::Linear(l) = &a.nodes()[1].op else {
+        panic!()
+    };
     assert_eq!(l.weight.shape(), &[2, 3]);
     assert_eq!(l.weight[[1, 0]], w[1]); // weight = Wᵀ
 }
@@ -843,7 +1069,10 @@ fn nodes_out_of_order_are_imported() {
     let m = model(
         13,
         &[1, 2],
-        vec![node("Relu", &["h"], &["y"], vec![]), node("Neg", &["x"], &["h"], vec![])],
+        vec![
+            node("Relu", &["h"], &["y"], vec![]),
+            node("Neg", &["x"], &["h"], vec![]),
+        ],
         vec![],
     );
     assert_eq!(kinds(&load_model(&m).unwrap()), ["Input", "Affine", "Relu"]);
@@ -866,20 +1095,38 @@ fn external_data_is_read_relative_to_the_model() {
         dims: vec![3, 2],
         data_type: data_type::FLOAT,
         data_location: DATA_LOCATION_EXTERNAL,
-        external_data: vec![entry("location", "weights.bin"), entry("offset", "8"), entry("length", "24")],
+        external_data: vec![
+            entry("location", "weights.bin"),
+            entry("offset", "8"),
+            entry("length", "24"),
+        ],
         ..Default::default()
     };
-    let m = model(13, &[1, 3], vec![node("MatMul", &["x", "W"], &["y"], vec![])], vec![t.clone()]);
+    let m = model(
+        13,
+        &[1, 3],
+        vec![node("MatMul", &["x", "W"], &["y"], vec![])],
+        vec![t.clone()],
+    );
     let path = dir.join("model.onnx");
     std::fs::write(&path, m.encode_to_vec()).unwrap();
     let g = load(&path);
     let mut bad = t;
     bad.external_data[0].value = "../weights.bin".into();
-    let m2 = model(13, &[1, 3], vec![node("MatMul", &["x", "W"], &["y"], vec![])], vec![bad]);
-    let e = load_bytes(&m2.encode_to_vec(), &path).unwrap_err().to_string();
+    let m2 = model(
+        13,
+        &[1, 3],
+        vec![node("MatMul", &["x", "W"], &["y"], vec![])],
+        vec![bad],
+    );
+    let e = load_bytes(&m2.encode_to_vec(), &path)
+        .unwrap_err()
+        .to_string();
     std::fs::remove_dir_all(&dir).ok();
     let g = g.unwrap();
-    let Op::Linear(l) = &g.nodes()[1].op else { panic!() };
+    let Op::Linear(l) = &g.nodes()[1].op else {
+        panic!()
+    };
     assert_eq!(l.weight[[0, 1]], w[2]);
     assert!(e.contains("inside the model's directory"), "{e}");
 }
@@ -888,7 +1135,9 @@ fn external_data_is_read_relative_to_the_model() {
 // Errors
 
 fn err_of(m: &ModelProto) -> String {
-    load_model(m).expect_err("the model should not load").to_string()
+    load_model(m)
+        .expect_err("the model should not load")
+        .to_string()
 }
 
 #[test]
@@ -896,25 +1145,43 @@ fn unsupported_op_names_node_op_opset_and_the_supported_list() {
     let m = model(
         13,
         &[1, 2],
-        vec![node("Relu", &["x"], &["h"], vec![]), node("LSTM", &["h"], &["y"], vec![])],
+        vec![
+            node("Relu", &["x"], &["h"], vec![]),
+            node("LSTM", &["h"], &["y"], vec![]),
+        ],
         vec![],
     );
     let e = load_model(&m).unwrap_err();
     assert!(matches!(e, ModelError::UnsupportedOp { .. }), "{e:?}");
     let s = e.to_string();
     assert!(
-        s.contains("test.onnx: node 'LSTM_y' uses op LSTM (opset 13), which nncert does not support"),
+        s.contains(
+            "test.onnx: node 'LSTM_y' uses op LSTM (opset 13), which nncert does not support"
+        ),
         "{s}"
     );
-    assert!(s.contains("Supported ops: Add, AveragePool, BatchNormalization"), "{s}");
+    assert!(
+        s.contains("Supported ops: Add, AveragePool, BatchNormalization"),
+        "{s}"
+    );
 
     // Unnamed nodes are named by their first output.
-    let mut m = model(13, &[1, 2], vec![node("Erf", &["x"], &["y"], vec![])], vec![]);
+    let mut m = model(
+        13,
+        &[1, 2],
+        vec![node("Erf", &["x"], &["y"], vec![])],
+        vec![],
+    );
     m.graph.as_mut().unwrap().node[0].name.clear();
     assert!(err_of(&m).contains("node 'y' uses op Erf (opset 13)"));
 
     // Other domains.
-    let mut m = model(13, &[1, 2], vec![node("Relu", &["x"], &["y"], vec![])], vec![]);
+    let mut m = model(
+        13,
+        &[1, 2],
+        vec![node("Relu", &["x"], &["y"], vec![])],
+        vec![],
+    );
     m.graph.as_mut().unwrap().node[0].domain = "com.microsoft".into();
     assert!(err_of(&m).contains("from domain 'com.microsoft'"));
 }
@@ -924,7 +1191,12 @@ fn unsupported_attribute_values_are_named() {
     let pad = model(
         11,
         &[1, 2, 3],
-        vec![node("Pad", &["x", "p"], &["y"], vec![attr_s("mode", "reflect")])],
+        vec![node(
+            "Pad",
+            &["x", "p"],
+            &["y"],
+            vec![attr_s("mode", "reflect")],
+        )],
         vec![itensor("p", &[6], &[0, 0, 1, 0, 0, 1])],
     );
     assert!(err_of(&pad).contains("uses op Pad (opset 11) with mode='reflect'"));
@@ -942,52 +1214,130 @@ fn unsupported_attribute_values_are_named() {
         vec![wtensor("W", &[1, 1, 2, 2, 2], 1)],
     );
     assert!(err_of(&conv3d).contains("Conv (opset 13) with 3 spatial dimensions"));
-    let mul = model(13, &[1, 2], vec![node("Mul", &["x", "x"], &["y"], vec![])], vec![]);
+    let mul = model(
+        13,
+        &[1, 2],
+        vec![node("Mul", &["x", "x"], &["y"], vec![])],
+        vec![],
+    );
     assert!(err_of(&mul).contains("Mul (opset 13) with two variable operands"));
-    let div = model(13, &[1, 2], vec![node("Div", &["c", "x"], &["y"], vec![])], vec![wtensor("c", &[2], 1)]);
+    let div = model(
+        13,
+        &[1, 2],
+        vec![node("Div", &["c", "x"], &["y"], vec![])],
+        vec![wtensor("c", &[2], 1)],
+    );
     assert!(err_of(&div).contains("with a variable divisor"));
-    let bcast = model(13, &[1, 2], vec![node("Add", &["x", "c"], &["y"], vec![])], vec![wtensor("c", &[3, 1], 1)]);
+    let bcast = model(
+        13,
+        &[1, 2],
+        vec![node("Add", &["x", "c"], &["y"], vec![])],
+        vec![wtensor("c", &[3, 1], 1)],
+    );
     assert!(err_of(&bcast).contains("broadcasting the variable operand of shape [1, 2] to [3, 2]"));
-    let gather = model(13, &[3], vec![node("Gather", &["c", "x"], &["y"], vec![])], vec![wtensor("c", &[3], 1)]);
+    let gather = model(
+        13,
+        &[3],
+        vec![node("Gather", &["c", "x"], &["y"], vec![])],
+        vec![wtensor("c", &[3], 1)],
+    );
     assert!(err_of(&gather).contains("Gather (opset 13)"));
-    let cast = model(13, &[2], vec![node("Cast", &["x"], &["y"], vec![attr_i("to", 7)])], vec![]);
+    let cast = model(
+        13,
+        &[2],
+        vec![node("Cast", &["x"], &["y"], vec![attr_i("to", 7)])],
+        vec![],
+    );
     assert!(err_of(&cast).contains("to INT64 on a variable"));
 }
 
 #[test]
 fn invalid_models_get_clear_errors() {
     // Two real inputs.
-    let mut m = model(13, &[1, 2], vec![node("Add", &["x", "z"], &["y"], vec![])], vec![]);
-    m.graph.as_mut().unwrap().input.push(vinfo("z", &[1, 2], data_type::FLOAT));
-    assert!(err_of(&m).contains("exactly one graph input"), "{}", err_of(&m));
+    let mut m = model(
+        13,
+        &[1, 2],
+        vec![node("Add", &["x", "z"], &["y"], vec![])],
+        vec![],
+    );
+    m.graph
+        .as_mut()
+        .unwrap()
+        .input
+        .push(vinfo("z", &[1, 2], data_type::FLOAT));
+    assert!(
+        err_of(&m).contains("exactly one graph input"),
+        "{}",
+        err_of(&m)
+    );
     // Two outputs.
-    let mut m = model(13, &[1, 2], vec![node("Relu", &["x"], &["y"], vec![])], vec![]);
-    m.graph.as_mut().unwrap().output.push(vinfo("x", &[1, 2], data_type::FLOAT));
+    let mut m = model(
+        13,
+        &[1, 2],
+        vec![node("Relu", &["x"], &["y"], vec![])],
+        vec![],
+    );
+    m.graph
+        .as_mut()
+        .unwrap()
+        .output
+        .push(vinfo("x", &[1, 2], data_type::FLOAT));
     assert!(err_of(&m).contains("exactly one graph output"));
     // Integer input.
-    let mut m = model(13, &[1, 2], vec![node("Relu", &["x"], &["y"], vec![])], vec![]);
+    let mut m = model(
+        13,
+        &[1, 2],
+        vec![node("Relu", &["x"], &["y"], vec![])],
+        vec![],
+    );
     m.graph.as_mut().unwrap().input[0] = vinfo("x", &[1, 2], data_type::INT64);
     assert!(err_of(&m).contains("element type INT64"));
     // Too old an opset.
-    let m = model(6, &[1, 2], vec![node("Relu", &["x"], &["y"], vec![])], vec![]);
+    let m = model(
+        6,
+        &[1, 2],
+        vec![node("Relu", &["x"], &["y"], vec![])],
+        vec![],
+    );
     assert!(err_of(&m).contains("opset 6 is older"));
     // A value nobody produces.
-    let m = model(13, &[1, 2], vec![node("Add", &["x", "nowhere"], &["y"], vec![])], vec![]);
-    assert!(err_of(&m).contains("reads 'nowhere', but no graph input, initializer or node produces it"));
+    let m = model(
+        13,
+        &[1, 2],
+        vec![node("Add", &["x", "nowhere"], &["y"], vec![])],
+        vec![],
+    );
+    assert!(
+        err_of(&m).contains("reads 'nowhere', but no graph input, initializer or node produces it")
+    );
     // An output that does not depend on the input.
-    let m = model(13, &[1, 2], vec![node("Identity", &["c"], &["y"], vec![])], vec![wtensor("c", &[2], 1)]);
+    let m = model(
+        13,
+        &[1, 2],
+        vec![node("Identity", &["c"], &["y"], vec![])],
+        vec![wtensor("c", &[2], 1)],
+    );
     assert!(err_of(&m).contains("does not depend on the input"));
     // A MaxPool's Indices output.
     let m = model(
         13,
         &[1, 1, 4, 4],
         vec![
-            node("MaxPool", &["x"], &["p", "idx"], vec![attr_is("kernel_shape", &[2, 2])]),
+            node(
+                "MaxPool",
+                &["x"],
+                &["p", "idx"],
+                vec![attr_is("kernel_shape", &[2, 2])],
+            ),
             node("Cast", &["idx"], &["y"], vec![attr_i("to", 1)]),
         ],
         vec![],
     );
-    assert!(err_of(&m).contains("optional output of node 'MaxPool_p' (MaxPool)"), "{}", err_of(&m));
+    assert!(
+        err_of(&m).contains("optional output of node 'MaxPool_p' (MaxPool)"),
+        "{}",
+        err_of(&m)
+    );
     // Shape errors name the node.
     let m = model(
         13,
@@ -1009,7 +1359,10 @@ fn invalid_models_get_clear_errors() {
     // Not protobuf.
     let e = load_bytes(b"\xff\xff\xff not onnx", Path::new("junk.onnx")).unwrap_err();
     assert!(matches!(e, ModelError::Protobuf { .. }), "{e}");
-    assert!(e.to_string().starts_with("junk.onnx: not a valid ONNX model"));
+    assert!(
+        e.to_string()
+            .starts_with("junk.onnx: not a valid ONNX model")
+    );
 }
 
 #[test]
@@ -1029,12 +1382,18 @@ fn inspect_lists_shapes_ops_and_unsupported_ops() {
     assert_eq!(info.producer_name, "nncert-tests");
     assert_eq!(info.inputs.len(), 1);
     assert_eq!(info.inputs[0].to_string(), "x: FLOAT[N, 2]");
-    assert_eq!(info.op_histogram, vec![("Erf".to_string(), 1), ("Relu".to_string(), 2)]);
+    assert_eq!(
+        info.op_histogram,
+        vec![("Erf".to_string(), 1), ("Relu".to_string(), 2)]
+    );
     assert_eq!(info.unsupported_ops(), vec!["Erf".to_string()]);
     assert_eq!(info.parameters, 20);
     assert!(!info.nodes[1].supported && info.nodes[0].supported);
     let text = info.to_string();
-    assert!(text.contains("Erf                  1  (not supported)"), "{text}");
+    assert!(
+        text.contains("Erf                  1  (not supported)"),
+        "{text}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1082,7 +1441,8 @@ pub(crate) fn mutants_never_panic(bytes: &[u8], count: usize, seed: u64) -> usiz
                 b.splice(i..i, span);
             }
         }
-        let r = std::panic::catch_unwind(|| load_bytes(&b, Path::new("mutant.onnx")).map(canonicalize));
+        let r =
+            std::panic::catch_unwind(|| load_bytes(&b, Path::new("mutant.onnx")).map(canonicalize));
         match r {
             Ok(Ok(_)) => ok += 1,
             Ok(Err(_)) => {}
@@ -1095,10 +1455,16 @@ pub(crate) fn mutants_never_panic(bytes: &[u8], count: usize, seed: u64) -> usiz
 #[test]
 fn mutated_hand_built_models_never_panic() {
     // Every semantic case, mutated (NNCERT_MUTANTS per case, default 60; raise it for a longer search).
-    let count = std::env::var("NNCERT_MUTANTS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
+    let count = std::env::var("NNCERT_MUTANTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
     let mut loaded = 0;
     for (i, (_, m)) in cases().into_iter().enumerate() {
         loaded += mutants_never_panic(&m.encode_to_vec(), count, i as u64);
     }
-    assert!(loaded > 0, "some mutants (e.g. changed weights) should still load");
+    assert!(
+        loaded > 0,
+        "some mutants (e.g. changed weights) should still load"
+    );
 }
