@@ -281,7 +281,7 @@ fn check(graph: &Graph, rng: &mut ChaCha8Rng, points: usize) -> usize {
 fn truncate(graph: &Graph, id: usize) -> Graph {
     let input = graph.input();
     let mut b = GraphBuilder::new(input.name.clone(), input.shape.clone());
-    for n in &graph.nodes()[1..=id.max(0)] {
+    for n in &graph.nodes()[1..=id] {
         b.push(
             n.name.clone(),
             n.op.clone(),

@@ -209,7 +209,7 @@ impl ConvGeom {
                             if let Some(j) =
                                 Self::src(b, kj, self.stride[1], self.pad[1], self.dil[1], self.w)
                             {
-                                ch[i * self.w + j] = ch[i * self.w + j] + src[a * ow + b];
+                                ch[i * self.w + j] += src[a * ow + b];
                             }
                         }
                     }
@@ -465,8 +465,8 @@ impl<'g, T: Real> Evaluator<'g, T> {
         let nodes = self.graph.nodes();
         let mut acts: Vec<ArrayD<T>> = Vec::with_capacity(nodes.len());
         acts.push(self.input_array(x)?);
-        for i in 1..nodes.len() {
-            let ins: Vec<&ArrayD<T>> = nodes[i].inputs.iter().map(|j| &acts[j.0]).collect();
+        for (i, node) in nodes.iter().enumerate().skip(1) {
+            let ins: Vec<&ArrayD<T>> = node.inputs.iter().map(|j| &acts[j.0]).collect();
             let y = self.node_forward(i, &ins, n);
             acts.push(y);
         }
@@ -563,10 +563,10 @@ impl<'g, T: Real> Evaluator<'g, T> {
             (Op::Affine { .. }, Params::Affine { scale, shift }) => {
                 let mut y = ins[0].clone();
                 if let Some(s) = scale {
-                    y = y * s;
+                    y *= s;
                 }
                 if let Some(b) = shift {
-                    y = y + b;
+                    y += b;
                 }
                 y
             }
@@ -683,7 +683,7 @@ impl<'g, T: Real> Evaluator<'g, T> {
                     Some(include_pad) => {
                         let (mut s, mut c) = (T::zero(), 0usize);
                         for i in it {
-                            s = s + xp[i];
+                            s += xp[i];
                             c += 1;
                         }
                         s / if include_pad {
@@ -773,7 +773,7 @@ impl<'g, T: Real> Evaluator<'g, T> {
                 let mut g = g;
                 Zip::from(&mut g)
                     .and(y)
-                    .for_each(|g, &t| *g = *g * (T::one() - t * t));
+                    .for_each(|g, &t| *g *= T::one() - t * t);
                 vec![g]
             }
             (Op::Clip { min, max }, _) => {
@@ -830,7 +830,7 @@ impl<'g, T: Real> Evaluator<'g, T> {
                                 }
                             }
                             if let Some(b) = best {
-                                gxp[b] = gxp[b] + gp[o];
+                                gxp[b] += gp[o];
                             }
                         }
                         Some(include_pad) => {
@@ -841,7 +841,7 @@ impl<'g, T: Real> Evaluator<'g, T> {
                                 T::from_f64(idx.len().max(1) as f64)
                             };
                             for k in idx {
-                                gxp[k] = gxp[k] + gp[o] / d;
+                                gxp[k] += gp[o] / d;
                             }
                         }
                     });

@@ -542,7 +542,7 @@ impl Gen {
     }
 
     fn divisor(&mut self, n: usize) -> usize {
-        let ds: Vec<usize> = (1..=n).filter(|d| n % d == 0).collect();
+        let ds: Vec<usize> = (1..=n).filter(|d| n.is_multiple_of(*d)).collect();
         ds[self.rng.random_range(0..ds.len())]
     }
 

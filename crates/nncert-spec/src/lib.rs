@@ -315,12 +315,12 @@ impl Property {
                 "label {label} is out of range for {num_outputs} outputs"
             ));
         }
-        if let Some((lo, hi)) = clip {
-            if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
-                return bad(format!(
-                    "clip range ({lo}, {hi}) must be finite with lo <= hi"
-                ));
-            }
+        if let Some((lo, hi)) = clip
+            && !(lo.is_finite() && hi.is_finite() && lo <= hi)
+        {
+            return bad(format!(
+                "clip range ({lo}, {hi}) must be finite with lo <= hi"
+            ));
         }
         let mut lower = Vec::with_capacity(center.len());
         let mut upper = Vec::with_capacity(center.len());

@@ -151,12 +151,12 @@ fn every_benchmark_vnnlib_parses() {
         }
 
         // Independent check of every bound on files written one bound per line.
-        if p.cases.len() == 1 {
-            if let Some((lower, upper)) = line_bounds(&text, p.num_inputs) {
-                assert_eq!(p.cases[0].input.lower, lower, "{shown}");
-                assert_eq!(p.cases[0].input.upper, upper, "{shown}");
-                line_checked += 1;
-            }
+        if p.cases.len() == 1
+            && let Some((lower, upper)) = line_bounds(&text, p.num_inputs)
+        {
+            assert_eq!(p.cases[0].input.lower, lower, "{shown}");
+            assert_eq!(p.cases[0].input.upper, upper, "{shown}");
+            line_checked += 1;
         }
 
         // Classification suites: one box, 9 disjuncts Y_label - Y_j <= 0, and the label in the

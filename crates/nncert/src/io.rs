@@ -95,7 +95,7 @@ pub fn read_inputs(path: &Path, size: usize) -> Result<Array2<f64>> {
             other.descr()
         ),
     };
-    if values.is_empty() || values.len() % size != 0 {
+    if values.is_empty() || !values.len().is_multiple_of(size) {
         bail!(
             "{}: array of shape {shape:?} ({} values) is not a whole number of model inputs of {size} values",
             path.display(),

@@ -141,7 +141,7 @@ fn reshape_target(input: &[usize], spec: &[i64], allowzero: bool) -> NRes<Shape>
     }
     let known = checked_numel(&out)?;
     if let Some(i) = infer {
-        if known == 0 || numel % known != 0 {
+        if known == 0 || !numel.is_multiple_of(known) {
             return Err(invalid!("cannot reshape {input:?} to {spec:?}"));
         }
         out[i] = numel / known;
@@ -287,7 +287,7 @@ fn split_sizes(
             .map(|i| chunk.min(dim.saturating_sub(i * chunk)))
             .collect());
     }
-    if parts == 0 || dim % parts != 0 {
+    if parts == 0 || !dim.is_multiple_of(parts) {
         return Err(invalid!("cannot split {dim} into {parts} equal parts"));
     }
     Ok(vec![dim / parts; parts])
