@@ -216,7 +216,7 @@ fn widen(v: f64, down: bool) -> f64 {
 }
 
 impl Bounder<'_> {
-    fn graph(&self) -> &Graph {
+    pub fn graph(&self) -> &Graph {
         &self.model.graph
     }
 

@@ -14,6 +14,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod bab;
 pub mod check;
 pub mod falsify;
 pub mod incomplete;
@@ -109,12 +110,43 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
             evaluations: 0,
         };
     }
-    let cfg = falsify::FalsifierConfig::new(options.seed, start + options.timeout);
-    let outcome = falsify::falsify(graph, property, &cfg);
-    let verdict = match outcome.counterexample {
+    let deadline = start + options.timeout;
+    let small_input = graph.input_size() <= bab::MAX_INPUTS;
+    // With branch-and-bound to follow, the falsifier first gets a short slice (most counterexamples fall at
+    // once), then whatever branch-and-bound leaves.
+    let first_slice = if small_input {
+        (start + options.timeout.mul_f64(0.1).min(Duration::from_secs(2))).min(deadline)
+    } else {
+        deadline
+    };
+    let cfg = falsify::FalsifierConfig::new(options.seed, first_slice);
+    let mut outcome = falsify::falsify(graph, property, &cfg);
+    let mut verdict = match outcome.counterexample.take() {
         Some(c) => Verdict::Sat(Box::new(c)),
         None => Verdict::Timeout,
     };
+    if verdict == Verdict::Timeout && small_input {
+        match bab::input_split(graph, property, deadline, 2_000_000) {
+            bab::BabOutcome::Proved { domains } => {
+                verdict = Verdict::Unsat {
+                    method: format!(
+                        "input-splitting branch-and-bound with CROWN bounds ({domains} sub-boxes; sound under \
+                         floating point: explicit rounding-error terms)"
+                    ),
+                }
+            }
+            bab::BabOutcome::Counterexample { cex, .. } => verdict = Verdict::Sat(cex),
+            bab::BabOutcome::Undecided { .. } => {
+                let cfg = falsify::FalsifierConfig::new(options.seed.wrapping_add(1), deadline);
+                let more = falsify::falsify(graph, property, &cfg);
+                outcome.best_margin = outcome.best_margin.min(more.best_margin);
+                outcome.evaluations += more.evaluations;
+                if let Some(c) = more.counterexample {
+                    verdict = Verdict::Sat(Box::new(c));
+                }
+            }
+        }
+    }
     VerifyResult {
         verdict,
         elapsed: start.elapsed(),
