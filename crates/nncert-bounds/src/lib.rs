@@ -198,11 +198,39 @@ impl BoundModel {
 
     /// Evaluators over this model; make one per thread and reuse it.
     pub fn bounder(&self) -> Bounder<'_> {
+        let exact = Evaluator::new(&self.graph);
+        let nodes = self.graph.nodes();
+        let offsets = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                if i == 0 || !n.op.is_affine() {
+                    return vec![];
+                }
+                let zeros: Vec<ArrayD<f64>> = n
+                    .inputs
+                    .iter()
+                    .map(|j| batch1(&vec![0.0; nodes[j.0].numel()], &nodes[j.0].shape))
+                    .collect();
+                let refs: Vec<&ArrayD<f64>> = zeros.iter().collect();
+                exact.node_forward(i, &refs, 1).into_iter().collect()
+            })
+            .collect();
+        let linear_weights = nodes
+            .iter()
+            .map(|n| match &n.op {
+                Op::Linear(l) => Some(l.weight.mapv(f64::from)),
+                _ => None,
+            })
+            .collect();
         Bounder {
             model: self,
-            exact: Evaluator::new(&self.graph),
+            exact,
             abs: Evaluator::new(&self.abs),
             abs_bias: Evaluator::new(&self.abs_bias),
+            offsets,
+            linear_weights,
+            deadline: None,
         }
     }
 }
@@ -213,6 +241,12 @@ pub struct Bounder<'m> {
     exact: Evaluator<'m, f64>,
     abs: Evaluator<'m, f64>,
     abs_bias: Evaluator<'m, f64>,
+    /// Per node, its output at all-zero operands (the offset of an affine node; empty for other ops).
+    offsets: Vec<Vec<f64>>,
+    /// Per Linear node, its weight `[out, in]` in f64.
+    linear_weights: Vec<Option<Array2<f64>>>,
+    /// After this instant, intermediate nodes keep their IBP bounds (still sound, only looser).
+    deadline: Option<std::time::Instant>,
 }
 
 fn batch1(v: &[f64], shape: &[usize]) -> ArrayD<f64> {
@@ -223,6 +257,15 @@ fn batch1(v: &[f64], shape: &[usize]) -> ArrayD<f64> {
 
 fn is_relaxed_nonlinear(op: &Op) -> bool {
     !op.is_affine()
+}
+
+fn sigmoid(v: f64) -> f64 {
+    if v >= 0.0 {
+        1.0 / (1.0 + (-v).exp())
+    } else {
+        let e = v.exp();
+        e / (1.0 + e)
+    }
 }
 
 /// Widening for results of libm's exp/tanh (a few ulps), relative plus a tiny absolute term.
@@ -236,9 +279,36 @@ impl Bounder<'_> {
         &self.model.graph
     }
 
+    /// Stops refining intermediate bounds by backward relaxation at `deadline`: bounds computed after it are
+    /// IBP (intersected with any prior) except for the output, so a time budget is honoured without ever
+    /// giving up soundness.
+    pub fn with_deadline(mut self, deadline: std::time::Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    fn past_deadline(&self) -> bool {
+        self.deadline
+            .is_some_and(|d| std::time::Instant::now() >= d)
+    }
+
     /// Bounds of every node over `input`. With [`Method::Crown`], every input of a nonlinear op (and the output)
     /// is bounded by backward relaxation too, and the tighter of the two bounds is kept.
     pub fn node_bounds(&self, input: &InputBox, method: Method) -> Vec<NodeBounds> {
+        self.node_bounds_within(input, method, None, true)
+    }
+
+    /// [`Self::node_bounds`] for a sub-box of a box whose bounds `prior` are known (they stay valid on any
+    /// sub-box, so every node's bounds are intersected with them). With `refine_intermediate` false, only the
+    /// output is bounded by backward relaxation; intermediate nodes get IBP ∩ `prior`, which is what makes
+    /// branch-and-bound cheap between full refreshes.
+    pub fn node_bounds_within(
+        &self,
+        input: &InputBox,
+        method: Method,
+        prior: Option<&[NodeBounds]>,
+        refine_intermediate: bool,
+    ) -> Vec<NodeBounds> {
         let g = self.graph();
         let nodes = g.nodes();
         let mut needs_crown = vec![false; nodes.len()];
@@ -250,6 +320,9 @@ impl Bounder<'_> {
                     }
                 }
             }
+            if !refine_intermediate {
+                needs_crown.iter_mut().for_each(|v| *v = false);
+            }
             needs_crown[g.output_id().0] = true;
         }
         let mut bounds: Vec<NodeBounds> = Vec::with_capacity(nodes.len());
@@ -259,11 +332,18 @@ impl Bounder<'_> {
         });
         for i in 1..nodes.len() {
             let mut b = self.interval_step(i, &bounds);
+            if let Some(p) = prior {
+                for k in 0..b.lower.len() {
+                    b.lower[k] = b.lower[k].max(p[i].lower[k]);
+                    b.upper[k] = b.upper[k].min(p[i].upper[k]);
+                }
+            }
             // Affine nodes right after the input are already exact up to rounding; skip the backward pass there.
             let direct = nodes[i].inputs.iter().all(|j| j.0 == 0) && nodes[i].op.is_affine();
             // Nonlinear nodes gain nothing over IBP from their exact inputs' bounds, so only affine ones are refined.
             let refine = nodes[i].op.is_affine() && !matches!(nodes[i].op, Op::Constant(_));
-            if needs_crown[i] && !direct && refine {
+            let is_output = i == g.output_id().0;
+            if needs_crown[i] && !direct && refine && (is_output || !self.past_deadline()) {
                 let c = self.crown_node(i, &bounds);
                 for k in 0..b.lower.len() {
                     b.lower[k] = b.lower[k].max(c.lower[k]);
@@ -278,6 +358,21 @@ impl Bounder<'_> {
     /// Lower bounds of `c·y` (rows of `c`, `y` = the network output) over `input`, given node bounds.
     pub fn output_lower(&self, c: &Array2<f64>, bounds: &[NodeBounds]) -> Vec<f64> {
         self.backward(self.graph().output_id().0, c.clone(), bounds)
+            .0
+    }
+
+    /// Like [`Self::output_lower`], also returning the coefficients of the final linear bound on the input
+    /// (rows of `c` × input size; zeros when the bound does not depend on the input). Branch-and-bound reads
+    /// them to choose which input to split: `|coefficient| × width` is how much that input's range costs.
+    pub fn output_lower_with_input_coeffs(
+        &self,
+        c: &Array2<f64>,
+        bounds: &[NodeBounds],
+    ) -> (Vec<f64>, Array2<f64>) {
+        let (lower, coeffs) = self.backward(self.graph().output_id().0, c.clone(), bounds);
+        let coeffs =
+            coeffs.unwrap_or_else(|| Array2::zeros((c.nrows(), self.graph().input_size())));
+        (lower, coeffs)
     }
 
     /// IBP through node `i` from its operands' bounds.
@@ -465,6 +560,10 @@ impl Bounder<'_> {
         let mut upper = vec![f64::INFINITY; n];
         let mut start = 0;
         while start < n {
+            if start > 0 && self.past_deadline() {
+                // The rest keeps ±∞ here, i.e. its IBP bounds after the intersection.
+                break;
+            }
             let end = (start + chunk).min(n);
             let k = end - start;
             let mut lam = Array2::<f64>::zeros((2 * k, n));
@@ -472,7 +571,7 @@ impl Bounder<'_> {
                 lam[[r, start + r]] = 1.0;
                 lam[[k + r, start + r]] = -1.0;
             }
-            let res = self.backward(i, lam, bounds);
+            let (res, _) = self.backward(i, lam, bounds);
             for r in 0..k {
                 lower[start + r] = res[r];
                 upper[start + r] = -res[k + r];
@@ -484,7 +583,12 @@ impl Bounder<'_> {
 
     /// Lower bound of `lam · z_start` over the input box: backward linear relaxation from node `start`.
     /// `bounds` must hold bounds for every node before `start`.
-    fn backward(&self, start: usize, lam: Array2<f64>, bounds: &[NodeBounds]) -> Vec<f64> {
+    fn backward(
+        &self,
+        start: usize,
+        lam: Array2<f64>,
+        bounds: &[NodeBounds],
+    ) -> (Vec<f64>, Option<Array2<f64>>) {
         let g = self.graph();
         let nodes = g.nodes();
         let k = lam.nrows();
@@ -506,9 +610,10 @@ impl Bounder<'_> {
             let Some(lam_i) = lams[i].take() else {
                 if i == 0 {
                     // Nothing depends on the input (constant relaxations all the way): the constant is the bound.
-                    return (0..k)
+                    let out = (0..k)
                         .map(|r| (d[r] - (err[r] * 1.01 + U * d[r].abs())).next_down())
                         .collect();
+                    return (out, None);
                 }
                 continue;
             };
@@ -536,7 +641,7 @@ impl Bounder<'_> {
                     let e = (err[r] + gam * mag) * 1.01 + U * total.abs();
                     out[r] = (total - e).next_down();
                 }
-                return out;
+                return (out, Some(l2));
             }
             match &node.op {
                 Op::Constant(c) => {
@@ -557,8 +662,10 @@ impl Bounder<'_> {
                     };
                     let j = node.inputs[0].0;
                     let pre = &bounds[j];
-                    let mut l2 = rows(&lam_i);
-                    let n = l2.ncols();
+                    let n = lam_i.len() / k;
+                    let mut l2 = lam_i
+                        .into_shape_with_order((k, n))
+                        .expect("standard layout");
                     // Per element: lower slope (for λ ≥ 0), upper slope and intercept (for λ < 0).
                     let mut lo_slope = vec![0.0; n];
                     let mut up_slope = vec![0.0; n];
@@ -602,9 +709,79 @@ impl Bounder<'_> {
                     }
                     self.accumulate(&mut lams, &mut err, j, l2, bounds);
                 }
+                Op::Sigmoid | Op::Tanh => {
+                    // Linear bounds z ≥ a_l·x + b_l and z ≤ a_u·x + b_u on each element's input range [l, u]:
+                    // chord and midpoint tangent where the function is convex (u ≤ 0) or concave (l ≥ 0),
+                    // constants from the node's own bounds where the range straddles 0.
+                    let j = node.inputs[0].0;
+                    let pre = &bounds[j];
+                    let own = &bounds[i];
+                    let (f, df): (fn(f64) -> f64, fn(f64) -> f64) = match node.op {
+                        Op::Sigmoid => (sigmoid, |x| {
+                            let s = sigmoid(x);
+                            s * (1.0 - s)
+                        }),
+                        _ => (f64::tanh, |x| {
+                            let t = x.tanh();
+                            1.0 - t * t
+                        }),
+                    };
+                    let n = lam_i.len() / k;
+                    let mut lo = vec![(0.0, 0.0); n];
+                    let mut up = vec![(0.0, 0.0); n];
+                    for e in 0..n {
+                        let (l, u) = (pre.lower[e], pre.upper[e]);
+                        lo[e] = (0.0, own.lower[e]);
+                        up[e] = (0.0, own.upper[e]);
+                        if !(l.is_finite() && u.is_finite())
+                            || u - l < 1e-12
+                            || (l < 0.0 && u > 0.0)
+                        {
+                            continue;
+                        }
+                        let (fl, fu) = (f(l), f(u));
+                        let chord = (fu - fl) / (u - l);
+                        let chord_icpt = fl - chord * l;
+                        let d = l + (u - l) / 2.0;
+                        let tangent = df(d);
+                        let tangent_icpt = f(d) - tangent * d;
+                        // A generous allowance for libm error in f and f', the rounding of slopes and intercepts,
+                        // and the slope error times the interval width: the lines move outward by it.
+                        let delta = 1e-12
+                            * (1.0
+                                + fl.abs()
+                                + fu.abs()
+                                + (chord.abs() + tangent.abs()) * (l.abs() + u.abs()));
+                        let (lower_line, upper_line) = if u <= 0.0 {
+                            ((tangent, tangent_icpt - delta), (chord, chord_icpt + delta))
+                        } else {
+                            ((chord, chord_icpt - delta), (tangent, tangent_icpt + delta))
+                        };
+                        lo[e] = lower_line;
+                        up[e] = upper_line;
+                    }
+                    let mag = pre.magnitude();
+                    let mut l2 = lam_i
+                        .into_shape_with_order((k, n))
+                        .expect("standard layout");
+                    for (r, mut row) in l2.rows_mut().into_iter().enumerate() {
+                        let mut c = 0.0;
+                        let mut e_abs = 0.0;
+                        for (e, a) in row.iter_mut().enumerate() {
+                            let lam = *a;
+                            let (slope, icpt) = if lam >= 0.0 { lo[e] } else { up[e] };
+                            *a = lam * slope;
+                            c += lam * icpt;
+                            e_abs += (lam * icpt).abs() + (lam * slope).abs() * mag[e];
+                        }
+                        add_const(&mut d, &mut err, r, c);
+                        err[r] += gamma(n + 2) * e_abs * 1.01;
+                    }
+                    self.accumulate(&mut lams, &mut err, j, l2, bounds);
+                }
                 op if !op.is_affine() => {
                     // Constant relaxation from the node's own bounds (sound for any op; tighter relaxations for
-                    // sigmoid, tanh and max-pool come with α-CROWN).
+                    // max-pool, clip and softmax come with α-CROWN).
                     let b = &bounds[i];
                     let l2 = rows(&lam_i);
                     for (r, row) in l2.rows().into_iter().enumerate() {
@@ -621,24 +798,7 @@ impl Bounder<'_> {
                 }
                 _ => {
                     // Affine node: z_i = J(operands) + offset. λ·z_i = (λJ)·operands + λ·offset.
-                    let ins_dummy: Vec<ArrayD<f64>> = node
-                        .inputs
-                        .iter()
-                        .map(|j| {
-                            let mut s = vec![k];
-                            s.extend(&nodes[j.0].shape);
-                            ArrayD::zeros(IxDyn(&s))
-                        })
-                        .collect();
-                    let refs: Vec<&ArrayD<f64>> = ins_dummy.iter().collect();
-                    // The offset J(0) + b and the magnitude pass |J|·m_in + |b|, one sample each.
-                    let zeros1: Vec<ArrayD<f64>> = node
-                        .inputs
-                        .iter()
-                        .map(|j| batch1(&vec![0.0; nodes[j.0].numel()], &nodes[j.0].shape))
-                        .collect();
-                    let zr: Vec<&ArrayD<f64>> = zeros1.iter().collect();
-                    let offset: Vec<f64> = self.exact.node_forward(i, &zr, 1).into_iter().collect();
+                    // The magnitude pass |J|·m_in + |b|, one sample.
                     let mags1: Vec<ArrayD<f64>> = node
                         .inputs
                         .iter()
@@ -647,23 +807,60 @@ impl Bounder<'_> {
                     let mr: Vec<&ArrayD<f64>> = mags1.iter().collect();
                     let ymag: Vec<f64> =
                         self.abs_bias.node_forward(i, &mr, 1).into_iter().collect();
+                    let offset = &self.offsets[i];
                     let gam = self.model.node_gamma(i);
-                    let l2 = rows(&lam_i);
+                    let n_out = lam_i.len() / k;
+                    let l2 = lam_i
+                        .view()
+                        .into_shape_with_order((k, n_out))
+                        .expect("standard layout");
                     let has_offset = offset.iter().any(|&v| v != 0.0);
                     for (r, row) in l2.rows().into_iter().enumerate() {
                         if has_offset {
-                            let t: f64 = row.iter().zip(&offset).map(|(a, o)| a * o).sum();
+                            let t: f64 = row.iter().zip(offset).map(|(a, o)| a * o).sum();
                             add_const(&mut d, &mut err, r, t);
                         }
                         // |λJ − fl(λJ)|·|operands| + |λ·offset − fl(λ·offset)| ≤ γ·|λ|·(|J| m + |offset|).
                         let m: f64 = row.iter().zip(&ymag).map(|(a, v)| a.abs() * v).sum();
                         err[r] += gam * m * 1.01;
                     }
-                    let y_dummy = ArrayD::zeros(lam_i.raw_dim());
-                    let grads = self.exact.node_backward(i, &refs, &y_dummy, lam_i);
-                    for (j, gj) in node.inputs.iter().zip(grads) {
-                        let g2 = rows(&gj);
-                        self.accumulate(&mut lams, &mut err, j.0, g2, bounds);
+                    if let Some(w) = &self.linear_weights[i] {
+                        // The common case, one matrix product: λ' = λ·W over the last axis.
+                        let (out_f, in_f) = w.dim();
+                        let lead = lam_i.len() / (k * out_f);
+                        let g = l2
+                            .into_shape_with_order((k * lead, out_f))
+                            .expect("standard layout")
+                            .dot(w);
+                        let g = if g.is_standard_layout() {
+                            g
+                        } else {
+                            g.as_standard_layout().into_owned()
+                        };
+                        let g2 = g
+                            .into_shape_with_order((k, lead * in_f))
+                            .expect("sizes agree");
+                        self.accumulate(&mut lams, &mut err, node.inputs[0].0, g2, bounds);
+                    } else {
+                        // Any other affine op: its transpose map from the evaluator (operand arrays only give
+                        // shapes there).
+                        let ins_dummy: Vec<ArrayD<f64>> = node
+                            .inputs
+                            .iter()
+                            .map(|j| {
+                                let mut s = vec![k];
+                                s.extend(&nodes[j.0].shape);
+                                ArrayD::zeros(IxDyn(&s))
+                            })
+                            .collect();
+                        let refs: Vec<&ArrayD<f64>> = ins_dummy.iter().collect();
+                        let y_dummy = ArrayD::zeros(lam_i.raw_dim());
+                        let grads = self.exact.node_backward(i, &refs, &y_dummy, lam_i);
+                        for (j, gj) in node.inputs.iter().zip(grads) {
+                            let n = gj.len() / k;
+                            let g2 = gj.into_shape_with_order((k, n)).expect("standard layout");
+                            self.accumulate(&mut lams, &mut err, j.0, g2, bounds);
+                        }
                     }
                 }
             }

@@ -6,9 +6,10 @@
 //! ulp, and coefficients that were rounded are covered by a `u·Σ|c_j|·|y_j|` term.
 
 use ndarray::Array2;
-use nncert_bounds::{BoundModel, Bounder, Method};
+use nncert_bounds::{BoundModel, Bounder, Method, NodeBounds};
 use nncert_model::Graph;
 use nncert_spec::{Case, InputBox, Property};
+use std::time::Instant;
 
 const U: f64 = f64::EPSILON / 2.0;
 
@@ -28,13 +29,37 @@ pub fn refuted_disjuncts(
 
 /// Per disjunct of `case`: `true` when the bounds prove it cannot be met in the case's box.
 pub fn refute_case(bounder: &Bounder<'_>, case: &Case, method: Method) -> Vec<bool> {
+    refute_case_detailed(bounder, case, method, None, true).refuted
+}
+
+/// What bounding one case's box tells branch-and-bound.
+#[derive(Clone, Debug)]
+pub struct CaseRefutation {
+    /// Per disjunct: proved impossible in the box.
+    pub refuted: Vec<bool>,
+    /// Per input dimension: how much its range weakens the bounds of the disjuncts still open
+    /// (`Σ |coefficient| × width` over each open disjunct's most promising constraint).
+    pub split_scores: Vec<f64>,
+    /// The node bounds on the (ulp-widened) box, valid as a prior on every sub-box.
+    pub bounds: Vec<NodeBounds>,
+}
+
+/// [`refute_case`] plus the split scores of [`CaseRefutation`].
+/// `prior`: bounds of a box containing this one (see [`Bounder::node_bounds_within`]).
+pub fn refute_case_detailed(
+    bounder: &Bounder<'_>,
+    case: &Case,
+    method: Method,
+    prior: Option<&[NodeBounds]>,
+    refine_intermediate: bool,
+) -> CaseRefutation {
     let graph = bounder.graph();
     let out_id = graph.output_id().0;
     let widened = InputBox {
         lower: case.input.lower.iter().map(|v| v.next_down()).collect(),
         upper: case.input.upper.iter().map(|v| v.next_up()).collect(),
     };
-    let bounds = bounder.node_bounds(&widened, method);
+    let bounds = bounder.node_bounds_within(&widened, method, prior, refine_intermediate);
     let rows: Vec<&nncert_spec::LinearConstraint> = case
         .output
         .disjuncts
@@ -48,11 +73,12 @@ pub fn refute_case(bounder: &Bounder<'_>, case: &Case, method: Method) -> Vec<bo
             c[[r, j]] = v;
         }
     }
-    let lower = if rows.is_empty() {
-        vec![]
+    let (lower, coeffs) = if rows.is_empty() {
+        (vec![], Array2::zeros((0, graph.input_size())))
     } else {
-        bounder.output_lower(&c, &bounds)
+        bounder.output_lower_with_input_coeffs(&c, &bounds)
     };
+    let mut split_scores = vec![0.0; graph.input_size()];
     let out = &bounds[out_id];
     let mag: Vec<f64> = out
         .lower
@@ -61,11 +87,13 @@ pub fn refute_case(bounder: &Bounder<'_>, case: &Case, method: Method) -> Vec<bo
         .map(|(l, u)| l.abs().max(u.abs()))
         .collect();
     let mut r = 0;
-    case.output
+    let refuted = case
+        .output
         .disjuncts
         .iter()
         .map(|d| {
             let mut refuted = false;
+            let mut best: Option<(f64, usize)> = None;
             for k in &d.constraints {
                 let slack: f64 = k
                     .coeffs
@@ -80,17 +108,34 @@ pub fn refute_case(bounder: &Bounder<'_>, case: &Case, method: Method) -> Vec<bo
                 if lb > k.rhs.next_up() {
                     refuted = true;
                 }
+                let gap = lb - k.rhs;
+                if best.is_none_or(|(g, _)| gap > g) {
+                    best = Some((gap, r));
+                }
                 r += 1;
+            }
+            if let (false, Some((_, row))) = (refuted, best) {
+                for (j, s) in split_scores.iter_mut().enumerate() {
+                    *s += coeffs[[row, j]].abs() * (case.input.upper[j] - case.input.lower[j]);
+                }
             }
             refuted
         })
-        .collect()
+        .collect();
+    CaseRefutation {
+        refuted,
+        split_scores,
+        bounds,
+    }
 }
 
 /// `true` when the property is proved by `method` alone.
-pub fn prove(graph: &Graph, property: &Property, method: Method) -> bool {
+/// Intermediate refinement stops at `deadline` (see [`Bounder::with_deadline`]).
+pub fn prove(graph: &Graph, property: &Property, method: Method, deadline: Instant) -> bool {
     let model = BoundModel::new(graph);
-    refuted_disjuncts(&model, property, method)
+    let bounder = model.bounder().with_deadline(deadline);
+    property
+        .cases
         .iter()
-        .all(|case| case.iter().all(|&r| r))
+        .all(|case| refute_case(&bounder, case, method).iter().all(|&r| r))
 }

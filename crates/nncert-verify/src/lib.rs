@@ -84,6 +84,8 @@ pub struct VerifyResult {
     /// Smallest property margin the falsifier reached (≤ 0: counterexample).
     pub best_margin: f64,
     pub evaluations: u64,
+    /// Sub-domains bounded by branch-and-bound (0 when it did not run).
+    pub domains: u64,
 }
 
 /// Runs the engines available on `property` within `options.timeout`.
@@ -97,9 +99,17 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
             elapsed: start.elapsed(),
             best_margin: f64::INFINITY,
             evaluations: 0,
+            domains: 0,
         };
     }
-    if incomplete::prove(graph, property, nncert_bounds::Method::Crown) {
+    // The first proof attempt may use up to half the budget; past that, CROWN falls back to IBP inside.
+    let proof_deadline = start + options.timeout / 2;
+    if incomplete::prove(
+        graph,
+        property,
+        nncert_bounds::Method::Crown,
+        proof_deadline,
+    ) {
         return VerifyResult {
             verdict: Verdict::Unsat {
                 method: "CROWN bounds (sound under floating point: explicit rounding-error terms)"
@@ -108,10 +118,25 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
             elapsed: start.elapsed(),
             best_margin: f64::INFINITY,
             evaluations: 0,
+            domains: 0,
         };
     }
     let deadline = start + options.timeout;
-    let small_input = graph.input_size() <= bab::MAX_INPUTS;
+    // Input splitting pays when few inputs vary (ACAS Xu: 5; some properties fix all but a few of many inputs).
+    let free_dims = property
+        .cases
+        .iter()
+        .map(|c| {
+            c.input
+                .lower
+                .iter()
+                .zip(&c.input.upper)
+                .filter(|(l, u)| l < u)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    let small_input = free_dims <= bab::MAX_INPUTS;
     // With branch-and-bound to follow, the falsifier first gets a short slice (most counterexamples fall at
     // once), then whatever branch-and-bound leaves.
     let first_slice = if small_input {
@@ -125,8 +150,15 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
         Some(c) => Verdict::Sat(Box::new(c)),
         None => Verdict::Timeout,
     };
+    let mut bab_domains = 0;
     if verdict == Verdict::Timeout && small_input {
-        match bab::input_split(graph, property, deadline, 2_000_000) {
+        let bab_outcome = bab::input_split(graph, property, deadline, 2_000_000);
+        bab_domains = match &bab_outcome {
+            bab::BabOutcome::Proved { domains }
+            | bab::BabOutcome::Counterexample { domains, .. }
+            | bab::BabOutcome::Undecided { domains, .. } => *domains,
+        };
+        match bab_outcome {
             bab::BabOutcome::Proved { domains } => {
                 verdict = Verdict::Unsat {
                     method: format!(
@@ -152,6 +184,7 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
         elapsed: start.elapsed(),
         best_margin: outcome.best_margin,
         evaluations: outcome.evaluations,
+        domains: bab_domains,
     }
 }
 

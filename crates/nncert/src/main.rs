@@ -173,9 +173,10 @@ fn run(cli: Cli) -> Result<u8> {
                     eprintln!("proved by {method}; {:.2} s", result.elapsed.as_secs_f64())
                 }
                 Verdict::Unknown | Verdict::Timeout => eprintln!(
-                    "no counterexample found in {:.2} s ({} evaluations, best margin {:.4e}); \
-                     not proved either (no proof engine ran)",
+                    "neither proved nor refuted in {:.2} s ({} sub-domains bounded, {} model evaluations, \
+                     best margin {:.4e})",
                     result.elapsed.as_secs_f64(),
+                    result.domains,
                     result.evaluations,
                     result.best_margin
                 ),
