@@ -259,6 +259,8 @@ fn is_relaxed_nonlinear(op: &Op) -> bool {
     !op.is_affine()
 }
 
+type ScalarFn = fn(f64) -> f64;
+
 fn sigmoid(v: f64) -> f64 {
     if v >= 0.0 {
         1.0 / (1.0 + (-v).exp())
@@ -716,7 +718,7 @@ impl Bounder<'_> {
                     let j = node.inputs[0].0;
                     let pre = &bounds[j];
                     let own = &bounds[i];
-                    let (f, df): (fn(f64) -> f64, fn(f64) -> f64) = match node.op {
+                    let (f, df): (ScalarFn, ScalarFn) = match node.op {
                         Op::Sigmoid => (sigmoid, |x| {
                             let s = sigmoid(x);
                             s * (1.0 - s)
