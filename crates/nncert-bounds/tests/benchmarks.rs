@@ -6,6 +6,7 @@ use nncert_bounds::{BoundModel, Method};
 use nncert_model::eval::Evaluator;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::io::Write as _; // skips are written to stderr directly: the harness captures eprintln!
 use std::path::PathBuf;
 
 fn benchmarks() -> Option<PathBuf> {
@@ -17,7 +18,8 @@ fn benchmarks() -> Option<PathBuf> {
     if dir.join("acasxu/instances.csv").exists() {
         Some(dir)
     } else {
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr(),
             "SKIPPED: {} not found: benchmark bound tests not run",
             dir.display()
         );

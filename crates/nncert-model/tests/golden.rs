@@ -12,6 +12,7 @@
 use ndarray::Array2;
 use nncert_model::eval::Evaluator;
 use nncert_model::load_model;
+use std::io::Write as _; // skips are written to stderr directly: the harness captures eprintln!
 use std::path::{Path, PathBuf};
 
 const ABS_TOL: f64 = 1e-6;
@@ -146,14 +147,16 @@ fn benchmark_networks_match_onnxruntime() {
     let bench = location("NNCERT_BENCHMARKS", "../../../shared/benchmarks");
     let manifest_path = goldens.join("manifest.csv");
     if !bench.is_dir() {
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr(),
             "SKIPPED: golden test: benchmarks not found at {} (set NNCERT_BENCHMARKS)",
             bench.display()
         );
         return;
     }
     if !manifest_path.is_file() {
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr(),
             "SKIPPED: golden test: no goldens at {} — make them with `python3 scripts/make_goldens.py {} {}` \
              (needs pip packages numpy, onnx, onnxruntime), or set NNCERT_GOLDENS",
             manifest_path.display(),

@@ -4,6 +4,8 @@
 
 #![allow(clippy::result_large_err)]
 
+use std::io::Write as _; // skips are written to stderr directly: the harness captures eprintln!
+
 use nncert_model::{canon, onnx};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -17,7 +19,8 @@ fn benchmarks_dir() -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr(),
             "SKIPPED: benchmarks directory {} not found (set NNCERT_BENCHMARKS)",
             dir.display()
         );
@@ -147,7 +150,7 @@ fn benchmark_models_compute_what_onnxruntime_computes() {
     for &(rel, shape, want) in data::BENCHMARK_OUTPUTS {
         let path = dir.join(rel);
         if !path.is_file() {
-            eprintln!("SKIPPED: {} not found", path.display());
+            let _ = writeln!(std::io::stderr(), "SKIPPED: {} not found", path.display());
             continue;
         }
         let raw = onnx::load(&path).unwrap_or_else(|e| panic!("{e}"));
@@ -206,7 +209,7 @@ fn corrupted_benchmark_models_never_panic() {
     for (seed, (rel, count)) in models.into_iter().enumerate() {
         let path = dir.join(rel);
         let Ok(bytes) = std::fs::read(&path) else {
-            eprintln!("SKIPPED: {} not found", path.display());
+            let _ = writeln!(std::io::stderr(), "SKIPPED: {} not found", path.display());
             continue;
         };
         // Mutate the graph structure (nodes, attributes, shapes) more often than the weights: most bytes are

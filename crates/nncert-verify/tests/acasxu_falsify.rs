@@ -4,6 +4,7 @@
 
 use nncert_verify::{Verdict, VerifyOptions, verify};
 use std::collections::HashMap;
+use std::io::Write as _; // skips are written to stderr directly: the harness captures eprintln!
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,8 @@ fn benchmarks() -> Option<PathBuf> {
     if dir.join("acasxu/truth.csv").exists() {
         Some(dir)
     } else {
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr(),
             "SKIPPED: {} not found: ACAS Xu falsifier test not run",
             dir.display()
         );
