@@ -158,9 +158,13 @@ pub fn eval(model: &Path, input: &Path, output: Option<&Path>, in_f64: bool) -> 
 pub fn print_bounds(graph: &Graph, prop: &nncert_spec::Property, method: nncert_bounds::Method) {
     let model = nncert_bounds::BoundModel::new(graph);
     let bounder = model.bounder();
-    let refuted = nncert_verify::incomplete::refuted_disjuncts(&model, prop, method);
+    let mut refuted = Vec::new();
     for (ci, case) in prop.cases.iter().enumerate() {
-        let bounds = bounder.node_bounds(&case.input, method);
+        // The bounds that decide the proof are the ones printed (on the ulp-widened box).
+        let res =
+            nncert_verify::incomplete::refute_case_detailed(&bounder, case, method, None, true);
+        refuted.push(res.refuted);
+        let bounds = res.bounds;
         let out = &bounds[graph.output_id().0];
         println!("case {ci}: {} inputs in a box", case.input.dim());
         for (j, (l, u)) in out.lower.iter().zip(&out.upper).enumerate() {
