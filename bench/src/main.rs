@@ -112,6 +112,7 @@ fn run_suite(args: &Args, suite: &str, rows: &mut Vec<Row>) -> Result<()> {
             let opts = VerifyOptions {
                 timeout: Duration::from_secs_f64(t),
                 seed: args.seed,
+                ..VerifyOptions::default()
             };
             Ok(nncert_verify::verify(graph, &prop, &opts).verdict)
         })();

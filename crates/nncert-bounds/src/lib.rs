@@ -39,6 +39,8 @@
 //! assert!(out.upper[0] >= 1.5 && out.upper[0] < 1.5 + 1e-6);
 //! ```
 
+pub mod dense;
+
 use ndarray::{Array1, Array2, ArrayD, Axis, IxDyn};
 use nncert_model::eval::Evaluator;
 use nncert_model::ir::{Graph, GraphBuilder, Linear, Op};

@@ -1,8 +1,9 @@
 //! # nncert-verify
 //!
 //! Verification engines over the IR of `nncert-model` and the properties of `nncert-spec`: the incomplete
-//! proof by sound bounds ([`incomplete`], CROWN from `nncert-bounds`), the falsifier ([`falsify`]) and
-//! counterexample checking ([`check`]). `unsat` is answered only by a bound proof; `sat` only with a checked
+//! proof by sound bounds ([`incomplete`], CROWN from `nncert-bounds`), input-splitting branch-and-bound
+//! ([`bab`] over any graph, [`dense_bab`] on the dense fast path for feed-forward ReLU networks), the falsifier
+//! ([`falsify`]) and counterexample checking ([`check`]). `unsat` is answered only by a bound proof; `sat` only with a checked
 //! counterexample.
 //!
 //! ```no_run
@@ -16,6 +17,7 @@
 
 pub mod bab;
 pub mod check;
+pub mod dense_bab;
 pub mod falsify;
 pub mod incomplete;
 
@@ -65,6 +67,9 @@ impl Verdict {
 pub struct VerifyOptions {
     pub timeout: Duration,
     pub seed: u64,
+    /// Use the dense fast path ([`nncert_bounds::dense`], [`dense_bab`]) for feed-forward ReLU networks.
+    /// Off, such networks go through the generic CROWN engine like any other (for comparison and testing).
+    pub dense_path: bool,
 }
 
 impl Default for VerifyOptions {
@@ -72,6 +77,7 @@ impl Default for VerifyOptions {
         VerifyOptions {
             timeout: Duration::from_secs(60),
             seed: 0,
+            dense_path: true,
         }
     }
 }
@@ -102,21 +108,36 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
             domains: 0,
         };
     }
+    let dense =
+        nncert_bounds::dense::DenseReluNet::from_graph(graph).filter(|_| options.dense_path);
     // The first proof attempt may use up to half the budget; past that, CROWN falls back to IBP inside.
+    // Feed-forward ReLU nets take the dense path: the same kind of bound, computed for the whole input region at
+    // once (forward linear relaxation refined backward), with the region's centre checked on the way.
     let proof_deadline = start + options.timeout / 2;
-    if incomplete::prove(
-        graph,
-        property,
-        nncert_bounds::Method::Crown,
-        proof_deadline,
-    ) {
-        return VerifyResult {
-            verdict: Verdict::Unsat {
-                method: "CROWN bounds (sound under floating point: explicit rounding-error terms)"
+    let first_proof = match &dense {
+        Some(net) => match dense_bab::input_split_dense(net, graph, property, proof_deadline, 1) {
+            bab::BabOutcome::Proved { .. } => Some(Verdict::Unsat {
+                method: "linear-relaxation bounds on the whole input region (dense path: forward relaxation \
+                         refined by backward CROWN; sound under floating point: explicit rounding-error terms)"
                     .into(),
-            },
+            }),
+            bab::BabOutcome::Counterexample { cex, .. } => Some(Verdict::Sat(cex)),
+            bab::BabOutcome::Undecided { .. } => None,
+        },
+        None => incomplete::prove(graph, property, nncert_bounds::Method::Crown, proof_deadline)
+            .then(|| Verdict::Unsat {
+                method: "CROWN bounds (sound under floating point: explicit rounding-error terms)".into(),
+            }),
+    };
+    if let Some(verdict) = first_proof {
+        let best_margin = match &verdict {
+            Verdict::Sat(cex) => cex.margin_f64,
+            _ => f64::INFINITY,
+        };
+        return VerifyResult {
+            verdict,
             elapsed: start.elapsed(),
-            best_margin: f64::INFINITY,
+            best_margin,
             evaluations: 0,
             domains: 0,
         };
@@ -138,8 +159,16 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
         .unwrap_or(0);
     let small_input = free_dims <= bab::MAX_INPUTS;
     // With branch-and-bound to follow, the falsifier first gets a short slice (most counterexamples fall at
-    // once), then whatever branch-and-bound leaves.
-    let first_slice = if small_input {
+    // once), then whatever branch-and-bound leaves. The dense branch-and-bound proves easy cases in well under
+    // a second, so it starts early, and leaves the falsifier the last 15% of the budget.
+    let first_slice = if small_input && dense.is_some() {
+        (start
+            + options
+                .timeout
+                .mul_f64(0.05)
+                .min(Duration::from_millis(500)))
+        .min(deadline)
+    } else if small_input {
         (start + options.timeout.mul_f64(0.1).min(Duration::from_secs(2))).min(deadline)
     } else {
         deadline
@@ -152,7 +181,13 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
     };
     let mut bab_domains = 0;
     if verdict == Verdict::Timeout && small_input {
-        let bab_outcome = bab::input_split(graph, property, deadline, 2_000_000);
+        let bab_outcome = match &dense {
+            Some(net) => {
+                let bab_deadline = start + options.timeout.mul_f64(0.85);
+                dense_bab::input_split_dense(net, graph, property, bab_deadline, 5_000_000)
+            }
+            None => bab::input_split(graph, property, deadline, 2_000_000),
+        };
         bab_domains = match &bab_outcome {
             bab::BabOutcome::Proved { domains }
             | bab::BabOutcome::Counterexample { domains, .. }
@@ -162,8 +197,13 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
             bab::BabOutcome::Proved { domains } => {
                 verdict = Verdict::Unsat {
                     method: format!(
-                        "input-splitting branch-and-bound with CROWN bounds ({domains} sub-boxes; sound under \
-                         floating point: explicit rounding-error terms)"
+                        "input-splitting branch-and-bound with {} bounds ({domains} sub-boxes; sound under \
+                         floating point: explicit rounding-error terms)",
+                        if dense.is_some() {
+                            "forward/backward linear-relaxation (dense path)"
+                        } else {
+                            "CROWN"
+                        }
                     ),
                 }
             }

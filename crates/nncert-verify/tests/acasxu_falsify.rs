@@ -58,6 +58,7 @@ fn acasxu_counterexamples_are_found_and_true() {
         let opts = VerifyOptions {
             timeout: Duration::from_secs_f64(budget),
             seed: 0,
+            ..VerifyOptions::default()
         };
         let r = verify(graph, &prop, &opts);
         if expected == "sat" {

@@ -154,6 +154,7 @@ fn run(cli: Cli) -> Result<u8> {
             let opts = VerifyOptions {
                 timeout: Duration::from_secs_f64(timeout),
                 seed,
+                ..VerifyOptions::default()
             };
             let result = nncert_verify::verify(&graph, &prop, &opts);
             let text = nncert_verify::vnncomp_result(&result.verdict);

@@ -1,0 +1,688 @@
+//! A fast path for feed-forward ReLU networks (`Linear → ReLU → … → Linear`, the shape of ACAS Xu and the
+//! MNIST fully-connected nets): bounds for many input boxes at once, one matrix product per layer for the
+//! whole batch.
+//!
+//! Intermediate bounds come from **forward-mode** linear relaxation: every neuron carries a lower and an upper
+//! linear function of the input (`n₀ + 1` coefficients each), pushed through the layers by two matrix products
+//! (`W⁺` and `W⁻`) per layer for all boxes of the batch. With few inputs (ACAS Xu has 5) this costs a small
+//! fraction of backward CROWN's intermediate passes. The property's objective is then bounded by **backward**
+//! CROWN over those intermediate bounds, which picks each ReLU relaxation for the objective at hand.
+//!
+//! ## Soundness under floating point
+//! As in the rest of the crate (see the crate docs), by explicit error terms with one global
+//! `ε = γ_K + 2⁻²³ + 8u`, `K` = the total number of neurons and inputs plus 16 (every dot product of the
+//! network has fewer terms):
+//! - forward: every neuron carries a slack `e` such that `L(x) − e ≤ z(x) ≤ U(x) + e` for every `x` of the box,
+//!   `L`, `U` being the computed linear functions evaluated exactly. A layer adds `ε·(|W|(m + r) + |b|)`, where
+//!   `m` bounds the magnitude `Σ|coefficient|·max|x| + |constant|` of the relaxed functions and `r` the slack
+//!   they carry (their own `e` plus `2u·m` for the rounded upper-relaxation slope products);
+//! - backward: each step `A ← A·W` adds `ε·|A|(|W|·H + |b|)` with `H` the magnitude of the layer's input; the
+//!   relaxation products add `4u·|A|·Z`, `Z` the magnitude of the pre-activation;
+//! - concretization adds `ε·(Σ|a|·max|x| + |c|)`; every bound is then moved one ulp outward.
+//!
+//! The `2⁻²³` share is the import allowance of the crate docs (constants possibly rounded to f32 once), so a
+//! proof holds for the model file as written.
+
+use ndarray::{Array2, ArrayView2, linalg::general_mat_mul};
+use nncert_model::ir::{Graph, Op};
+use nncert_spec::InputBox;
+
+const U: f64 = f64::EPSILON / 2.0;
+
+/// Bounds of one layer's pre-activations (or of the outputs, for the last layer).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerBounds {
+    pub lower: Vec<f64>,
+    pub upper: Vec<f64>,
+}
+
+/// Bounds of every layer of a [`DenseReluNet`] over one box: `layers[k]` are the pre-activations of layer `k`;
+/// the last entry bounds the outputs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DenseBounds {
+    pub layers: Vec<LayerBounds>,
+}
+
+impl DenseBounds {
+    /// The output bounds.
+    pub fn output(&self) -> &LayerBounds {
+        self.layers
+            .last()
+            .expect("a dense net has at least one layer")
+    }
+
+    /// Number of hidden neurons whose ReLU is unstable (the bounds straddle 0).
+    pub fn unstable(&self) -> usize {
+        let hidden = &self.layers[..self.layers.len() - 1];
+        hidden
+            .iter()
+            .map(|l| {
+                l.lower
+                    .iter()
+                    .zip(&l.upper)
+                    .filter(|(lo, up)| **lo < 0.0 && **up > 0.0)
+                    .count()
+            })
+            .sum()
+    }
+}
+
+struct DenseLayer {
+    w: Array2<f64>,
+    w_pos: Array2<f64>,
+    w_neg: Array2<f64>,
+    w_abs: Array2<f64>,
+    b: Vec<f64>,
+}
+
+/// A network of the form `x → W₁x + b₁ → ReLU → … → W_L h + b_L`, in f64 for bounding.
+///
+/// ```
+/// use nncert_bounds::dense::DenseReluNet;
+/// use nncert_model::ir::{GraphBuilder, Linear, Op};
+/// use nncert_spec::InputBox;
+/// use ndarray::{arr1, arr2};
+/// let mut b = GraphBuilder::new("x", vec![2]);
+/// let fc1 = Op::Linear(Linear { weight: arr2(&[[1.0, 1.0], [1.0, -1.0]]), bias: None });
+/// let h = b.push("fc1", fc1, vec![b.input_id()], None).unwrap();
+/// let r = b.push("relu", Op::Relu, vec![h], None).unwrap();
+/// let fc2 = Op::Linear(Linear { weight: arr2(&[[1.0, 1.0]]), bias: Some(arr1(&[0.5])) });
+/// let y = b.push("fc2", fc2, vec![r], None).unwrap();
+/// let net = DenseReluNet::from_graph(&b.finish(y)).unwrap();
+/// let bx = InputBox { lower: vec![0.0, 0.0], upper: vec![1.0, 1.0] };
+/// let bounds = net.bound_boxes(&[bx], &[None]);
+/// // y = relu(x0 + x1) + relu(x0 − x1) + 0.5 = 2·max(x0, x1) + 0.5 ∈ [0.5, 2.5]
+/// let out = bounds[0].output();
+/// assert!(out.lower[0] <= 0.5 && out.upper[0] >= 2.5);
+/// ```
+pub struct DenseReluNet {
+    n_in: usize,
+    layers: Vec<DenseLayer>,
+    /// The global relative error factor `ε` of the module docs.
+    err: f64,
+    /// Tighten unstable neurons' bounds by backward CROWN (see [`DenseReluNet::with_backward_refinement`]).
+    refine: bool,
+}
+
+impl DenseReluNet {
+    /// Recognizes `Input → (Reshape)* → Linear → (Relu → Linear)*` with every intermediate value used once.
+    /// Returns `None` for any other graph (the generic [`crate::Bounder`] handles those).
+    pub fn from_graph(graph: &Graph) -> Option<Self> {
+        let uses = graph.use_counts();
+        let mut linears = Vec::new();
+        let mut id = graph.output_id();
+        let mut expect_linear = true;
+        loop {
+            let node = graph.node(id);
+            match (&node.op, expect_linear) {
+                (Op::Linear(lin), true) => {
+                    linears.push(lin);
+                    expect_linear = false;
+                }
+                (Op::Relu, false) => expect_linear = true,
+                (Op::Reshape, _) => {}
+                (Op::Input, false) => break,
+                _ => return None,
+            }
+            if id != graph.output_id() && uses[id.0] != 1 {
+                return None;
+            }
+            id = *node.inputs.first()?;
+        }
+        linears.reverse();
+        let n_in = graph.input_size();
+        let mut prev = n_in;
+        let mut layers = Vec::with_capacity(linears.len());
+        for lin in linears {
+            let w = lin.weight.mapv(f64::from).as_standard_layout().into_owned();
+            if w.ncols() != prev {
+                return None;
+            }
+            prev = w.nrows();
+            let b = match &lin.bias {
+                Some(b) => b.iter().map(|&v| f64::from(v)).collect(),
+                None => vec![0.0; w.nrows()],
+            };
+            layers.push(DenseLayer {
+                w_pos: w.mapv(|v| v.max(0.0)),
+                w_neg: w.mapv(|v| v.min(0.0)),
+                w_abs: w.mapv(f64::abs),
+                w,
+                b,
+            });
+        }
+        let k: usize = n_in + layers.iter().map(|l| l.b.len()).sum::<usize>() + 16;
+        let err = crate::gamma(k) + crate::IMPORT_ROUNDING + 8.0 * U;
+        Some(DenseReluNet {
+            n_in,
+            layers,
+            err,
+            refine: true,
+        })
+    }
+
+    /// With `false`, intermediate bounds come from forward mode and interval arithmetic only: cheaper per box
+    /// but much looser on deep nets. Default `true`.
+    pub fn with_backward_refinement(mut self, refine: bool) -> Self {
+        self.refine = refine;
+        self
+    }
+
+    pub fn input_size(&self) -> usize {
+        self.n_in
+    }
+
+    pub fn output_size(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.b.len())
+    }
+
+    /// Number of layers (hidden layers + the output layer).
+    pub fn depth(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Evaluates the network in f64 (no error bound: for screening candidates, not for proofs).
+    pub fn eval(&self, x: &[f64]) -> Vec<f64> {
+        let mut h = x.to_vec();
+        for (k, layer) in self.layers.iter().enumerate() {
+            let mut z = layer.b.clone();
+            for (i, zi) in z.iter_mut().enumerate() {
+                *zi += layer
+                    .w
+                    .row(i)
+                    .iter()
+                    .zip(&h)
+                    .map(|(w, v)| w * v)
+                    .sum::<f64>();
+            }
+            if k + 1 < self.layers.len() {
+                z.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+            h = z;
+        }
+        h
+    }
+
+    /// Sound bounds on every layer over each box (forward-mode relaxation, one matrix product per layer for
+    /// the whole batch). `priors[d]`, when given, must be bounds over a box containing `boxes[d]`; the result
+    /// is intersected with them.
+    pub fn bound_boxes(
+        &self,
+        boxes: &[InputBox],
+        priors: &[Option<&DenseBounds>],
+    ) -> Vec<DenseBounds> {
+        assert_eq!(boxes.len(), priors.len(), "one prior slot per box");
+        let nb = boxes.len();
+        let n0 = self.n_in;
+        let w = 2 * (n0 + 1);
+        let eps = self.err;
+        let mut out: Vec<DenseBounds> = (0..nb)
+            .map(|_| DenseBounds {
+                layers: Vec::with_capacity(self.layers.len()),
+            })
+            .collect();
+        // max|x| per box and input.
+        let xmag: Vec<Vec<f64>> = boxes
+            .iter()
+            .map(|b| {
+                b.lower
+                    .iter()
+                    .zip(&b.upper)
+                    .map(|(l, u)| l.abs().max(u.abs()))
+                    .collect()
+            })
+            .collect();
+
+        // Layer 1: the functions are the weight rows themselves (exact copies); the slack is the import allowance.
+        let first = &self.layers[0];
+        let n1 = first.b.len();
+        let mut f = Array2::<f64>::zeros((n1, nb * w));
+        let mut slack = vec![0.0; n1 * nb]; // [d * n + j]
+        for j in 0..n1 {
+            let row = first.w.row(j);
+            let mut frow = f.row_mut(j);
+            let fr = frow.as_slice_mut().expect("standard layout");
+            for d in 0..nb {
+                let blk = &mut fr[d * w..(d + 1) * w];
+                for (t, &v) in row.iter().enumerate() {
+                    blk[t] = v;
+                    blk[n0 + 1 + t] = v;
+                }
+                blk[n0] = first.b[j];
+                blk[2 * n0 + 1] = first.b[j];
+                let m: f64 = row
+                    .iter()
+                    .zip(&xmag[d])
+                    .map(|(a, x)| a.abs() * x)
+                    .sum::<f64>()
+                    + first.b[j].abs();
+                slack[d * n1 + j] = eps * m * (1.0 + 1e-6);
+            }
+        }
+        let mut mag = vec![0.0; n1 * nb];
+        self.concretize(
+            &f, &slack, boxes, &xmag, priors, None, 0, &mut mag, &mut out,
+        );
+
+        let mut h = Array2::<f64>::zeros((0, 0));
+        let mut rm = Array2::<f64>::zeros((0, 0));
+        for k in 1..self.layers.len() {
+            let n = self.layers[k - 1].b.len();
+            // Relax the ReLUs of layer k-1: H holds [h_lower | h_upper] functions per box.
+            if h.dim() != (n, nb * w) {
+                h = Array2::zeros((n, nb * w));
+            }
+            // r (slack carried by the relaxed functions) and m (their magnitude), [n, 2 * nb].
+            if rm.dim() != (n, 2 * nb) {
+                rm = Array2::zeros((n, 2 * nb));
+            }
+            for j in 0..n {
+                let frow = f.row(j);
+                let fr = frow.as_slice().expect("standard layout");
+                let mut hrow = h.row_mut(j);
+                let hr = hrow.as_slice_mut().expect("standard layout");
+                let mut rmrow = rm.row_mut(j);
+                let rmr = rmrow.as_slice_mut().expect("standard layout");
+                for d in 0..nb {
+                    let lb = &out[d].layers[k - 1];
+                    let (lo, up) = (lb.lower[j], lb.upper[j]);
+                    let src = &fr[d * w..(d + 1) * w];
+                    let dst = &mut hr[d * w..(d + 1) * w];
+                    let e = slack[d * n + j];
+                    let m = mag[d * n + j];
+                    if up <= 0.0 {
+                        dst.fill(0.0);
+                        rmr[d] = 0.0;
+                        rmr[nb + d] = 0.0;
+                    } else if lo >= 0.0 {
+                        dst.copy_from_slice(src);
+                        rmr[d] = e;
+                        rmr[nb + d] = m;
+                    } else {
+                        // Lower: 0 or z (whichever is closer on the box, as CROWN); upper: the chord.
+                        if up > -lo {
+                            dst[..n0 + 1].copy_from_slice(&src[..n0 + 1]);
+                        } else {
+                            dst[..n0 + 1].fill(0.0);
+                        }
+                        let slope = chord_slope(lo, up);
+                        for t in 0..n0 {
+                            dst[n0 + 1 + t] = slope * src[n0 + 1 + t];
+                        }
+                        dst[2 * n0 + 1] = slope * (src[2 * n0 + 1] - lo);
+                        rmr[d] = e * slope.max(1.0) + 2.0 * U * (m + lo.abs()) * slope.max(1.0);
+                        rmr[nb + d] = (m + lo.abs()) * slope.max(1.0);
+                    }
+                }
+            }
+            let layer = &self.layers[k];
+            let n_next = layer.b.len();
+            let mut p = Array2::<f64>::zeros((n_next, nb * w));
+            let mut q = Array2::<f64>::zeros((n_next, nb * w));
+            general_mat_mul(1.0, &layer.w_pos, &h, 0.0, &mut p);
+            general_mat_mul(1.0, &layer.w_neg, &h, 0.0, &mut q);
+            // |W| · [r | m]
+            let mut wrm = Array2::<f64>::zeros((n_next, 2 * nb));
+            general_mat_mul(1.0, &layer.w_abs, &rm, 0.0, &mut wrm);
+            let mut fnext = Array2::<f64>::zeros((n_next, nb * w));
+            let mut slack_next = vec![0.0; n_next * nb];
+            for i in 0..n_next {
+                let pr = p.row(i);
+                let pr = pr.as_slice().expect("standard layout");
+                let qr = q.row(i);
+                let qr = qr.as_slice().expect("standard layout");
+                let mut frow = fnext.row_mut(i);
+                let fr = frow.as_slice_mut().expect("standard layout");
+                let bi = layer.b[i];
+                for d in 0..nb {
+                    let o = d * w;
+                    for t in 0..=n0 {
+                        // lower = W⁺·h_lower + W⁻·h_upper; upper = W⁺·h_upper + W⁻·h_lower
+                        fr[o + t] = pr[o + t] + qr[o + n0 + 1 + t];
+                        fr[o + n0 + 1 + t] = pr[o + n0 + 1 + t] + qr[o + t];
+                    }
+                    fr[o + n0] += bi;
+                    fr[o + 2 * n0 + 1] += bi;
+                    let r = wrm[[i, d]];
+                    let m = wrm[[i, nb + d]];
+                    slack_next[d * n_next + i] = (r + eps * (m + r + bi.abs())) * (1.0 + 1e-6);
+                }
+            }
+            f = fnext;
+            slack = slack_next;
+            mag = vec![0.0; n_next * nb];
+            let ibp = self.interval_layer(k, &out);
+            self.concretize(
+                &f,
+                &slack,
+                boxes,
+                &xmag,
+                priors,
+                Some(&ibp),
+                k,
+                &mut mag,
+                &mut out,
+            );
+            if k + 1 < self.layers.len() && self.refine {
+                self.refine_unstable(k, boxes, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Interval bounds of layer `k`'s pre-activations from layer `k-1`'s bounds, for every box: `[n, 2·nb]`
+    /// (lower bounds in the first `nb` columns, upper in the rest). Forward-mode relaxation is not always
+    /// tighter than interval arithmetic, so the two are intersected.
+    fn interval_layer(&self, k: usize, out: &[DenseBounds]) -> Array2<f64> {
+        let nb = out.len();
+        let prev = &self.layers[k - 1];
+        let layer = &self.layers[k];
+        let n = prev.b.len();
+        // Post-ReLU intervals as centre and radius, [n, nb] each; the radius covers the rounded centre.
+        let mut centre = Array2::<f64>::zeros((n, nb));
+        let mut radius = Array2::<f64>::zeros((n, 2 * nb));
+        for (d, db) in out.iter().enumerate() {
+            let lb = &db.layers[k - 1];
+            for j in 0..n {
+                let lo = lb.lower[j].max(0.0);
+                let up = lb.upper[j].max(0.0);
+                let c = lo + (up - lo) / 2.0;
+                let r = (up - c).max(c - lo).next_up();
+                centre[[j, d]] = c;
+                radius[[j, d]] = r;
+                radius[[j, nb + d]] = c.abs() + r;
+            }
+        }
+        let mut mid = Array2::<f64>::zeros((layer.b.len(), nb));
+        general_mat_mul(1.0, &layer.w, &centre, 0.0, &mut mid);
+        let mut spread = Array2::<f64>::zeros((layer.b.len(), 2 * nb));
+        general_mat_mul(1.0, &layer.w_abs, &radius, 0.0, &mut spread);
+        let mut res = Array2::<f64>::zeros((layer.b.len(), 2 * nb));
+        for i in 0..layer.b.len() {
+            let bi = layer.b[i];
+            for d in 0..nb {
+                let m = mid[[i, d]] + bi;
+                let r = spread[[i, d]];
+                let e = self.err * (spread[[i, nb + d]] + bi.abs()) * (1.0 + 1e-6);
+                res[[i, d]] = (m - r - e).next_down().next_down();
+                res[[i, nb + d]] = (m + r + e).next_up().next_up();
+            }
+        }
+        res
+    }
+
+    /// Turns layer `k`'s linear functions into bounds per box (pushing them into `out`) and records the
+    /// functions' magnitudes in `mag`.
+    #[allow(clippy::too_many_arguments)]
+    fn concretize(
+        &self,
+        f: &Array2<f64>,
+        slack: &[f64],
+        boxes: &[InputBox],
+        xmag: &[Vec<f64>],
+        priors: &[Option<&DenseBounds>],
+        ibp: Option<&Array2<f64>>,
+        k: usize,
+        mag: &mut [f64],
+        out: &mut [DenseBounds],
+    ) {
+        let n0 = self.n_in;
+        let w = 2 * (n0 + 1);
+        let n = f.nrows();
+        let nb = boxes.len();
+        let eps = self.err;
+        for (d, bx) in boxes.iter().enumerate() {
+            let mut lower = vec![0.0; n];
+            let mut upper = vec![0.0; n];
+            for j in 0..n {
+                let row = f.row(j);
+                let blk = &row.as_slice().expect("standard layout")[d * w..(d + 1) * w];
+                let (lf, uf) = blk.split_at(n0 + 1);
+                let mut lo = lf[n0];
+                let mut up = uf[n0];
+                let mut ml = lf[n0].abs();
+                let mut mu = uf[n0].abs();
+                for t in 0..n0 {
+                    let (a, c) = (lf[t], uf[t]);
+                    lo += if a >= 0.0 {
+                        a * bx.lower[t]
+                    } else {
+                        a * bx.upper[t]
+                    };
+                    up += if c >= 0.0 {
+                        c * bx.upper[t]
+                    } else {
+                        c * bx.lower[t]
+                    };
+                    ml += a.abs() * xmag[d][t];
+                    mu += c.abs() * xmag[d][t];
+                }
+                let m = ml.max(mu) * (1.0 + 1e-9);
+                let e = slack[d * n + j] + eps * m;
+                mag[d * n + j] = m;
+                let mut l = (lo - e).next_down();
+                let mut u = (up + e).next_up();
+                if let Some(ibp) = ibp {
+                    l = l.max(ibp[[j, d]]);
+                    u = u.min(ibp[[j, nb + d]]);
+                }
+                if let Some(p) = priors[d] {
+                    l = l.max(p.layers[k].lower[j]);
+                    u = u.min(p.layers[k].upper[j]);
+                }
+                lower[j] = l;
+                upper[j] = u;
+            }
+            debug_assert_eq!(out[d].layers.len(), k);
+            out[d].layers.push(LayerBounds { lower, upper });
+        }
+    }
+
+    /// Sound lower bounds of `c_r · y` over the box for each row `c_r` of `c` (`[rows, outputs]`), by backward
+    /// CROWN through `bounds` (which must be valid on the box). Also returns each row's linear lower bound's
+    /// coefficients on the input (`[rows, inputs]`), which tell how much each input's range costs.
+    pub fn objective_lower(
+        &self,
+        bx: &InputBox,
+        bounds: &DenseBounds,
+        c: ArrayView2<'_, f64>,
+    ) -> (Vec<f64>, Array2<f64>) {
+        let rows = c.nrows();
+        let top = self.layers.len() - 1;
+        let hidden: &[LayerBounds] = &bounds.layers[..top];
+        let (mut lower, coeffs) = self.backward_rows(
+            top,
+            std::slice::from_ref(bx),
+            &[hidden],
+            c.to_owned(),
+            &vec![0; rows],
+            &vec![0.0; rows],
+        );
+        // Backward CROWN is not always tighter than the output's own bounds: keep the better.
+        let out = bounds.output();
+        for (r, lr) in lower.iter_mut().enumerate() {
+            let mut interval = 0.0;
+            let mut mag = 0.0;
+            for (j, &cj) in c.row(r).iter().enumerate() {
+                interval += if cj >= 0.0 {
+                    cj * out.lower[j]
+                } else {
+                    cj * out.upper[j]
+                };
+                mag += cj.abs() * out.lower[j].abs().max(out.upper[j].abs());
+            }
+            let interval = (interval - 2.0 * self.err * mag * (1.0 + 1e-6)).next_down();
+            *lr = lr.max(interval);
+        }
+        (lower, coeffs)
+    }
+
+    /// Backward CROWN for a batch of rows: row `r` holds coefficients `a[r]` on the pre-activations of layer
+    /// `top` (plus the constant `constants[r]`) of box `row_box[r]`; `layers[d]` are bounds of layers
+    /// `0..top` over `boxes[d]`. Returns a sound lower bound of `a[r]·z_top + constants[r]` over the box per
+    /// row, and the input coefficients of each row's final linear bound. All rows go through one matrix
+    /// product per layer, whatever box they belong to.
+    fn backward_rows(
+        &self,
+        top: usize,
+        boxes: &[InputBox],
+        layers: &[&[LayerBounds]],
+        mut a: Array2<f64>,
+        row_box: &[usize],
+        constants: &[f64],
+    ) -> (Vec<f64>, Array2<f64>) {
+        let rows = a.nrows();
+        let nb = boxes.len();
+        let eps = self.err;
+        let mut constant = constants.to_vec();
+        // Absolute error accumulated along the chain (see the module docs). Every constant term is counted
+        // too, at 2ε, which covers the rounding of the constant's running sum.
+        let mut err = vec![0.0; rows];
+        let mut best = vec![f64::NEG_INFINITY; rows];
+        for k in (0..=top).rev() {
+            let layer = &self.layers[k];
+            // Magnitude of this layer's input per box ([n_in_k, nb]): max|x| for the first layer, max(u, 0)
+            // after a ReLU; then |W|·mag + |b| per box.
+            let n_prev = layer.w.ncols();
+            let mut mag = Array2::<f64>::zeros((n_prev, nb));
+            for d in 0..nb {
+                for j in 0..n_prev {
+                    mag[[j, d]] = if k == 0 {
+                        boxes[d].lower[j].abs().max(boxes[d].upper[j].abs())
+                    } else {
+                        layers[d][k - 1].upper[j].max(0.0)
+                    };
+                }
+            }
+            let mut wmag = Array2::<f64>::zeros((layer.b.len(), nb));
+            general_mat_mul(1.0, &layer.w_abs, &mag, 0.0, &mut wmag);
+            for r in 0..rows {
+                let d = row_box[r];
+                let ar = a.row(r);
+                let mut e = 0.0;
+                let mut cst = 0.0;
+                for (i, &ai) in ar.iter().enumerate() {
+                    if ai != 0.0 {
+                        cst += ai * layer.b[i];
+                        e += ai.abs() * (wmag[[i, d]] + layer.b[i].abs());
+                    }
+                }
+                constant[r] += cst;
+                err[r] += 2.0 * eps * e;
+            }
+            let mut next = Array2::<f64>::zeros((rows, n_prev));
+            general_mat_mul(1.0, &a, &layer.w, 0.0, &mut next);
+            a = next;
+            if k == 0 {
+                break;
+            }
+            for r in 0..rows {
+                let lb = &layers[row_box[r]][k - 1];
+                let mut ar = a.row_mut(r);
+                let ar = ar.as_slice_mut().expect("standard layout");
+                // Stopping here and using the interval of this layer's input is sometimes tighter than
+                // relaxing further: keep the best of these bounds.
+                let mut v = constant[r];
+                let mut m = constant[r].abs();
+                for (j, &aj) in ar.iter().enumerate() {
+                    let (lo, up) = (lb.lower[j].max(0.0), lb.upper[j].max(0.0));
+                    v += if aj >= 0.0 { aj * lo } else { aj * up };
+                    m += aj.abs() * up;
+                }
+                let cand = (v - (err[r] + 2.0 * eps * m) * (1.0 + 1e-6)).next_down();
+                best[r] = best[r].max(cand);
+                // Through the ReLU: choose each relaxation by the sign of the coefficient.
+                for (j, aj) in ar.iter_mut().enumerate() {
+                    let (lo, up) = (lb.lower[j], lb.upper[j]);
+                    if *aj == 0.0 || lo >= 0.0 {
+                        continue;
+                    }
+                    if up <= 0.0 {
+                        *aj = 0.0;
+                    } else if *aj > 0.0 {
+                        // lower relaxation: 0 or z, whichever is closer on [lo, up]
+                        if up <= -lo {
+                            *aj = 0.0;
+                        }
+                    } else {
+                        // a negative coefficient meets the upper chord s·(z − lo)
+                        let slope = chord_slope(lo, up);
+                        let z = lo.abs().max(up.abs());
+                        err[r] += (2.0 * eps + 4.0 * U) * aj.abs() * slope * (z + lo.abs());
+                        *aj *= slope;
+                        constant[r] -= *aj * lo;
+                    }
+                }
+            }
+        }
+        // Concretize a·x + constant over each row's box.
+        let mut lower = vec![0.0; rows];
+        for r in 0..rows {
+            let bx = &boxes[row_box[r]];
+            let ar = a.row(r);
+            let mut value = constant[r];
+            let mut m = constant[r].abs();
+            for (t, &at) in ar.iter().enumerate() {
+                value += if at >= 0.0 {
+                    at * bx.lower[t]
+                } else {
+                    at * bx.upper[t]
+                };
+                m += at.abs() * bx.lower[t].abs().max(bx.upper[t].abs());
+            }
+            let total_err = (err[r] + 2.0 * eps * m) * (1.0 + 1e-6);
+            lower[r] = (value - total_err).next_down().max(best[r]);
+        }
+        (lower, a)
+    }
+
+    /// Tightens the bounds of hidden layer `k` by backward CROWN, for the neurons whose ReLU the current
+    /// bounds leave unstable (stable neurons' relaxations are exact already).
+    fn refine_unstable(&self, k: usize, boxes: &[InputBox], out: &mut [DenseBounds]) {
+        let layer = &self.layers[k];
+        let n = layer.b.len();
+        let mut picks: Vec<(usize, usize)> = Vec::new(); // (box, neuron)
+        for (d, db) in out.iter().enumerate() {
+            let lb = &db.layers[k];
+            for j in 0..n {
+                if lb.lower[j] < 0.0 && lb.upper[j] > 0.0 {
+                    picks.push((d, j));
+                }
+            }
+        }
+        if picks.is_empty() {
+            return;
+        }
+        // Two rows per neuron: z_j (its lower bound) and −z_j (minus its upper bound).
+        let rows = 2 * picks.len();
+        let mut a = Array2::<f64>::zeros((rows, n));
+        let mut row_box = Vec::with_capacity(rows);
+        for (p, &(d, j)) in picks.iter().enumerate() {
+            a[[2 * p, j]] = 1.0;
+            a[[2 * p + 1, j]] = -1.0;
+            row_box.push(d);
+            row_box.push(d);
+        }
+        let lower = {
+            let layers: Vec<&[LayerBounds]> = out.iter().map(|db| &db.layers[..k]).collect();
+            self.backward_rows(k, boxes, &layers, a, &row_box, &vec![0.0; rows])
+                .0
+        };
+        for (p, &(d, j)) in picks.iter().enumerate() {
+            let lb = &mut out[d].layers[k];
+            lb.lower[j] = lb.lower[j].max(lower[2 * p]);
+            lb.upper[j] = lb.upper[j].min(-lower[2 * p + 1]);
+        }
+    }
+
+    /// Bounds of the output layer only (no objective), from the last entry of `bounds`.
+    pub fn output_bounds<'b>(&self, bounds: &'b DenseBounds) -> &'b LayerBounds {
+        bounds.output()
+    }
+}
+
+/// The slope `u / (u − l)` of the ReLU's upper chord on `[l, u]` (`l < 0 < u`), rounded up (three ulps cover
+/// the two roundings of the quotient) so that `relu(z) ≤ s·(z − l)` holds on the whole interval.
+fn chord_slope(lo: f64, up: f64) -> f64 {
+    (up / (up - lo)).next_up().next_up().next_up()
+}

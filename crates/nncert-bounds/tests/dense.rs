@@ -1,0 +1,274 @@
+//! The dense fast path: on random ReLU MLPs and random boxes, every sampled point (and vertex) lies inside every
+//! layer's bounds, objective lower bounds are below every sampled value, priors only tighten, and the bounds are
+//! never looser than interval arithmetic's on the output objective (checked against the generic engine).
+
+use ndarray::{Array1, Array2};
+use nncert_bounds::dense::DenseReluNet;
+use nncert_bounds::{BoundModel, Method};
+use nncert_model::ir::{Graph, GraphBuilder, Linear, Op};
+use nncert_spec::InputBox;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn normal(rng: &mut ChaCha8Rng, scale: f64) -> f32 {
+    let s: f64 = (0..4).map(|_| rng.random::<f64>() - 0.5).sum();
+    (s * scale * 1.7) as f32
+}
+
+/// Weights and biases of a random MLP, and the graph built from them.
+/// Weights and bias of one affine layer.
+type Layer = (Array2<f32>, Array1<f32>);
+
+fn random_mlp(rng: &mut ChaCha8Rng) -> (Vec<Layer>, Graph) {
+    let n_in = rng.random_range(1..7);
+    let mut b = GraphBuilder::new("x", vec![1, n_in]);
+    let mut cur = b.input_id();
+    let mut width = n_in;
+    let mut layers = Vec::new();
+    let depth = rng.random_range(1..6);
+    for k in 0..depth {
+        let out = if k + 1 == depth {
+            rng.random_range(1..5)
+        } else {
+            rng.random_range(2..20)
+        };
+        let s = 1.5 / (width as f64).sqrt();
+        let w = Array2::from_shape_fn((out, width), |_| normal(rng, s));
+        let bias = Array1::from_shape_fn(out, |_| normal(rng, 0.5));
+        layers.push((w.clone(), bias.clone()));
+        let op = Op::Linear(Linear {
+            weight: w,
+            bias: Some(bias),
+        });
+        cur = b.push(format!("fc{k}"), op, vec![cur], None).unwrap();
+        if k + 1 < depth {
+            cur = b
+                .push(format!("relu{k}"), Op::Relu, vec![cur], None)
+                .unwrap();
+        }
+        width = out;
+    }
+    (layers, b.finish(cur))
+}
+
+/// Pre-activations of every layer at `x`, in f64.
+fn trace(layers: &[Layer], x: &[f64]) -> Vec<Vec<f64>> {
+    let mut h = x.to_vec();
+    let mut out = Vec::new();
+    for (k, (w, b)) in layers.iter().enumerate() {
+        let z: Vec<f64> = (0..w.nrows())
+            .map(|i| {
+                f64::from(b[i])
+                    + (0..w.ncols())
+                        .map(|j| f64::from(w[[i, j]]) * h[j])
+                        .sum::<f64>()
+            })
+            .collect();
+        h = if k + 1 < layers.len() {
+            z.iter().map(|v| v.max(0.0)).collect()
+        } else {
+            z.clone()
+        };
+        out.push(z);
+    }
+    out
+}
+
+fn random_box(rng: &mut ChaCha8Rng, n: usize) -> InputBox {
+    let centre: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let radius: Vec<f64> = (0..n)
+        .map(|_| {
+            if rng.random_bool(0.1) {
+                0.0
+            } else {
+                rng.random_range(0.0..0.8)
+            }
+        })
+        .collect();
+    InputBox {
+        lower: centre.iter().zip(&radius).map(|(c, r)| c - r).collect(),
+        upper: centre.iter().zip(&radius).map(|(c, r)| c + r).collect(),
+    }
+}
+
+fn sample(rng: &mut ChaCha8Rng, bx: &InputBox, vertex: bool) -> Vec<f64> {
+    bx.lower
+        .iter()
+        .zip(&bx.upper)
+        .map(|(&l, &u)| {
+            if vertex {
+                if rng.random_bool(0.5) { l } else { u }
+            } else {
+                l + (u - l) * rng.random::<f64>()
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn samples_lie_inside_dense_bounds() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut checked = 0usize;
+    for _ in 0..200 {
+        let (layers, graph) = random_mlp(&mut rng);
+        let net = DenseReluNet::from_graph(&graph).expect("a ReLU MLP is dense");
+        let n_in = net.input_size();
+        let boxes: Vec<InputBox> = (0..rng.random_range(1..6))
+            .map(|_| random_box(&mut rng, n_in))
+            .collect();
+        let priors = vec![None; boxes.len()];
+        let all = net.bound_boxes(&boxes, &priors);
+        let m = net.output_size();
+        let c = Array2::from_shape_fn((3, m), |_| rng.random_range(-1.0..1.0));
+        for (bx, bounds) in boxes.iter().zip(&all) {
+            let (lower, _) = net.objective_lower(bx, bounds, c.view());
+            for s in 0..300 {
+                let x = sample(&mut rng, bx, s % 3 == 0);
+                let zs = trace(&layers, &x);
+                for (k, z) in zs.iter().enumerate() {
+                    for (j, v) in z.iter().enumerate() {
+                        let lb = &bounds.layers[k];
+                        assert!(
+                            lb.lower[j] <= *v && *v <= lb.upper[j],
+                            "layer {k} neuron {j}: {v} outside [{}, {}]",
+                            lb.lower[j],
+                            lb.upper[j]
+                        );
+                        checked += 1;
+                    }
+                }
+                let y = zs.last().unwrap();
+                for (r, row) in c.rows().into_iter().enumerate() {
+                    let v: f64 = row.iter().zip(y).map(|(a, b)| a * b).sum();
+                    assert!(lower[r] <= v, "objective {r}: {v} below bound {}", lower[r]);
+                }
+            }
+        }
+    }
+    assert!(checked > 100_000, "only {checked} values checked");
+}
+
+#[test]
+fn priors_only_tighten_and_sub_boxes_stay_sound() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for _ in 0..100 {
+        let (layers, graph) = random_mlp(&mut rng);
+        let net = DenseReluNet::from_graph(&graph).unwrap();
+        let parent = random_box(&mut rng, net.input_size());
+        let pb = net
+            .bound_boxes(std::slice::from_ref(&parent), &[None])
+            .remove(0);
+        // A random sub-box.
+        let a = sample(&mut rng, &parent, false);
+        let b = sample(&mut rng, &parent, false);
+        let child = InputBox {
+            lower: a.iter().zip(&b).map(|(x, y)| x.min(*y)).collect(),
+            upper: a.iter().zip(&b).map(|(x, y)| x.max(*y)).collect(),
+        };
+        let cb = net
+            .bound_boxes(std::slice::from_ref(&child), &[Some(&pb)])
+            .remove(0);
+        for (k, (p, c)) in pb.layers.iter().zip(&cb.layers).enumerate() {
+            for j in 0..p.lower.len() {
+                assert!(
+                    c.lower[j] >= p.lower[j] && c.upper[j] <= p.upper[j],
+                    "layer {k}"
+                );
+            }
+        }
+        for _ in 0..200 {
+            let x = sample(&mut rng, &child, false);
+            for (k, z) in trace(&layers, &x).iter().enumerate() {
+                for (j, v) in z.iter().enumerate() {
+                    assert!(cb.layers[k].lower[j] <= *v && *v <= cb.layers[k].upper[j]);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn dense_objective_is_at_least_as_tight_as_interval_arithmetic() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut strictly_tighter = 0;
+    for _ in 0..100 {
+        let (_, graph) = random_mlp(&mut rng);
+        let net = DenseReluNet::from_graph(&graph).unwrap();
+        let bx = random_box(&mut rng, net.input_size());
+        let m = net.output_size();
+        let c = Array2::from_shape_fn((2, m), |_| rng.random_range(-1.0..1.0));
+        let bounds = net
+            .bound_boxes(std::slice::from_ref(&bx), &[None])
+            .remove(0);
+        let (dense, _) = net.objective_lower(&bx, &bounds, c.view());
+        let model = BoundModel::new(&graph);
+        let bounder = model.bounder();
+        let ibp = bounder.node_bounds(&bx, Method::Interval);
+        let out = &ibp[graph.output_id().0];
+        let ibp_lower: Vec<f64> = (0..2)
+            .map(|r| {
+                (0..m)
+                    .map(|j| {
+                        let cj = c[[r, j]];
+                        if cj >= 0.0 {
+                            cj * out.lower[j]
+                        } else {
+                            cj * out.upper[j]
+                        }
+                    })
+                    .sum()
+            })
+            .collect();
+        for r in 0..2 {
+            // Allow for the two engines' different rounding-error terms.
+            let tol = 1e-5 * (1.0 + ibp_lower[r].abs());
+            assert!(
+                dense[r] >= ibp_lower[r] - tol,
+                "dense {} vs ibp {}",
+                dense[r],
+                ibp_lower[r]
+            );
+            if dense[r] > ibp_lower[r] + 1e-6 {
+                strictly_tighter += 1;
+            }
+        }
+    }
+    assert!(
+        strictly_tighter > 20,
+        "only {strictly_tighter} objectives tighter than IBP"
+    );
+}
+
+#[test]
+fn linear_network_bounds_are_exact() {
+    let mut b = GraphBuilder::new("x", vec![2]);
+    let fc = Op::Linear(Linear {
+        weight: ndarray::arr2(&[[2.0, -3.0]]),
+        bias: Some(ndarray::arr1(&[1.0])),
+    });
+    let y = b.push("fc", fc, vec![b.input_id()], None).unwrap();
+    let net = DenseReluNet::from_graph(&b.finish(y)).unwrap();
+    let bx = InputBox {
+        lower: vec![-1.0, 0.0],
+        upper: vec![1.0, 2.0],
+    };
+    let bounds = net
+        .bound_boxes(std::slice::from_ref(&bx), &[None])
+        .remove(0);
+    let out = bounds.output();
+    // y = 2a − 3b + 1 ∈ [−7, 3]
+    assert!(out.lower[0] <= -7.0 && out.lower[0] > -7.0 - 1e-5);
+    assert!(out.upper[0] >= 3.0 && out.upper[0] < 3.0 + 1e-5);
+    let c = ndarray::arr2(&[[1.0], [-1.0]]);
+    let (lower, coeffs) = net.objective_lower(&bx, &bounds, c.view());
+    assert!(lower[0] <= -7.0 && lower[0] > -7.0 - 1e-5);
+    assert!(lower[1] <= -3.0 && lower[1] > -3.0 - 1e-5);
+    assert_eq!(coeffs.row(0).to_vec(), vec![2.0, -3.0]);
+}
+
+#[test]
+fn other_graphs_are_not_dense() {
+    let mut b = GraphBuilder::new("x", vec![2]);
+    let t = b.push("t", Op::Tanh, vec![b.input_id()], None).unwrap();
+    assert!(DenseReluNet::from_graph(&b.finish(t)).is_none());
+}
