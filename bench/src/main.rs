@@ -37,6 +37,9 @@ struct Args {
     /// Seed passed to the engines.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Send feed-forward ReLU networks through the generic engine instead of the dense fast path (to compare).
+    #[arg(long)]
+    no_dense_path: bool,
 }
 
 struct Row {
@@ -112,7 +115,7 @@ fn run_suite(args: &Args, suite: &str, rows: &mut Vec<Row>) -> Result<()> {
             let opts = VerifyOptions {
                 timeout: Duration::from_secs_f64(t),
                 seed: args.seed,
-                ..VerifyOptions::default()
+                dense_path: !args.no_dense_path,
             };
             Ok(nncert_verify::verify(graph, &prop, &opts).verdict)
         })();

@@ -29,6 +29,10 @@ use nncert_spec::InputBox;
 
 const U: f64 = f64::EPSILON / 2.0;
 
+/// Above this many inputs, intermediate bounds come from interval arithmetic refined by backward CROWN instead
+/// of forward-mode relaxation (whose cost grows with the number of inputs).
+pub const FORWARD_MAX_INPUTS: usize = 64;
+
 /// Bounds of one layer's pre-activations (or of the outputs, for the last layer).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerBounds {
@@ -233,6 +237,30 @@ impl DenseReluNet {
             })
             .collect();
 
+        if n0 > FORWARD_MAX_INPUTS {
+            // Wide inputs: forward functions would carry 2(n₀+1) columns per neuron; interval bounds refined
+            // by backward CROWN on the unstable neurons cost far less.
+            // Interval arithmetic is exact on the first layer (up to rounding).
+            for k in 0..self.layers.len() {
+                let ibp = self.interval_layer(k, boxes, &out);
+                for (d, db) in out.iter_mut().enumerate() {
+                    let n = self.layers[k].b.len();
+                    let mut lower = ibp.column(d).to_vec();
+                    let mut upper = ibp.column(nb + d).to_vec();
+                    if let Some(p) = priors[d] {
+                        for j in 0..n {
+                            lower[j] = lower[j].max(p.layers[k].lower[j]);
+                            upper[j] = upper[j].min(p.layers[k].upper[j]);
+                        }
+                    }
+                    db.layers.push(LayerBounds { lower, upper });
+                }
+                if k + 1 < self.layers.len() && self.refine {
+                    self.refine_unstable(k, boxes, &mut out);
+                }
+            }
+            return out;
+        }
         // Layer 1: the functions are the weight rows themselves (exact copies); the slack is the import allowance.
         let first = &self.layers[0];
         let n1 = first.b.len();
@@ -351,7 +379,7 @@ impl DenseReluNet {
             f = fnext;
             slack = slack_next;
             mag = vec![0.0; n_next * nb];
-            let ibp = self.interval_layer(k, &out);
+            let ibp = self.interval_layer(k, boxes, &out);
             self.concretize(
                 &f,
                 &slack,
@@ -373,19 +401,22 @@ impl DenseReluNet {
     /// Interval bounds of layer `k`'s pre-activations from layer `k-1`'s bounds, for every box: `[n, 2·nb]`
     /// (lower bounds in the first `nb` columns, upper in the rest). Forward-mode relaxation is not always
     /// tighter than interval arithmetic, so the two are intersected.
-    fn interval_layer(&self, k: usize, out: &[DenseBounds]) -> Array2<f64> {
+    fn interval_layer(&self, k: usize, boxes: &[InputBox], out: &[DenseBounds]) -> Array2<f64> {
         let nb = out.len();
-        let prev = &self.layers[k - 1];
         let layer = &self.layers[k];
-        let n = prev.b.len();
-        // Post-ReLU intervals as centre and radius, [n, nb] each; the radius covers the rounded centre.
+        let n = layer.w.ncols();
+        // Input intervals (post-ReLU, or the box for the first layer) as centre and radius, [n, nb] each; the
+        // radius covers the rounded centre.
         let mut centre = Array2::<f64>::zeros((n, nb));
         let mut radius = Array2::<f64>::zeros((n, 2 * nb));
-        for (d, db) in out.iter().enumerate() {
-            let lb = &db.layers[k - 1];
+        for d in 0..nb {
             for j in 0..n {
-                let lo = lb.lower[j].max(0.0);
-                let up = lb.upper[j].max(0.0);
+                let (lo, up) = if k == 0 {
+                    (boxes[d].lower[j], boxes[d].upper[j])
+                } else {
+                    let lb = &out[d].layers[k - 1];
+                    (lb.lower[j].max(0.0), lb.upper[j].max(0.0))
+                };
                 let c = lo + (up - lo) / 2.0;
                 let r = (up - c).max(c - lo).next_up();
                 centre[[j, d]] = c;
@@ -487,9 +518,29 @@ impl DenseReluNet {
         bounds: &DenseBounds,
         c: ArrayView2<'_, f64>,
     ) -> (Vec<f64>, Array2<f64>) {
+        let (lower, coeffs, _) = self.objective_lower_scored(bx, bounds, c, false);
+        (lower, coeffs)
+    }
+
+    /// [`DenseReluNet::objective_lower`], and, when `want_scores`, a branching score per hidden neuron
+    /// (`scores[k][j]` for layer `k`): what the relaxation of its ReLU costs the rows' bounds (the intercept
+    /// of the upper chord where a row meets it, about half the lower relaxation's gap otherwise; in the spirit
+    /// of BaBSR). A split neuron's relaxation becomes exact, so high scores are the splits that pay most.
+    pub fn objective_lower_scored(
+        &self,
+        bx: &InputBox,
+        bounds: &DenseBounds,
+        c: ArrayView2<'_, f64>,
+        want_scores: bool,
+    ) -> (Vec<f64>, Array2<f64>, Vec<Vec<f64>>) {
         let rows = c.nrows();
         let top = self.layers.len() - 1;
         let hidden: &[LayerBounds] = &bounds.layers[..top];
+        let mut scores: Vec<Vec<f64>> = if want_scores {
+            hidden.iter().map(|l| vec![0.0; l.lower.len()]).collect()
+        } else {
+            Vec::new()
+        };
         let (mut lower, coeffs) = self.backward_rows(
             top,
             std::slice::from_ref(bx),
@@ -497,6 +548,7 @@ impl DenseReluNet {
             c.to_owned(),
             &vec![0; rows],
             &vec![0.0; rows],
+            want_scores.then_some(&mut scores),
         );
         // Backward CROWN is not always tighter than the output's own bounds: keep the better.
         let out = bounds.output();
@@ -514,14 +566,16 @@ impl DenseReluNet {
             let interval = (interval - 2.0 * self.err * mag * (1.0 + 1e-6)).next_down();
             *lr = lr.max(interval);
         }
-        (lower, coeffs)
+        (lower, coeffs, scores)
     }
 
     /// Backward CROWN for a batch of rows: row `r` holds coefficients `a[r]` on the pre-activations of layer
     /// `top` (plus the constant `constants[r]`) of box `row_box[r]`; `layers[d]` are bounds of layers
     /// `0..top` over `boxes[d]`. Returns a sound lower bound of `a[r]·z_top + constants[r]` over the box per
     /// row, and the input coefficients of each row's final linear bound. All rows go through one matrix
-    /// product per layer, whatever box they belong to.
+    /// product per layer, whatever box they belong to. `scores`, when given, accumulates the branching scores
+    /// of [`DenseReluNet::objective_lower_scored`].
+    #[allow(clippy::too_many_arguments)]
     fn backward_rows(
         &self,
         top: usize,
@@ -530,6 +584,7 @@ impl DenseReluNet {
         mut a: Array2<f64>,
         row_box: &[usize],
         constants: &[f64],
+        mut scores: Option<&mut Vec<Vec<f64>>>,
     ) -> (Vec<f64>, Array2<f64>) {
         let rows = a.nrows();
         let nb = boxes.len();
@@ -600,6 +655,9 @@ impl DenseReluNet {
                     if up <= 0.0 {
                         *aj = 0.0;
                     } else if *aj > 0.0 {
+                        if let Some(s) = scores.as_deref_mut() {
+                            s[k - 1][j] += 0.5 * *aj * up.min(-lo);
+                        }
                         // lower relaxation: 0 or z, whichever is closer on [lo, up]
                         if up <= -lo {
                             *aj = 0.0;
@@ -607,6 +665,9 @@ impl DenseReluNet {
                     } else {
                         // a negative coefficient meets the upper chord s·(z − lo)
                         let slope = chord_slope(lo, up);
+                        if let Some(s) = scores.as_deref_mut() {
+                            s[k - 1][j] += aj.abs() * slope * -lo;
+                        }
                         let z = lo.abs().max(up.abs());
                         err[r] += (2.0 * eps + 4.0 * U) * aj.abs() * slope * (z + lo.abs());
                         *aj *= slope;
@@ -665,7 +726,7 @@ impl DenseReluNet {
         }
         let lower = {
             let layers: Vec<&[LayerBounds]> = out.iter().map(|db| &db.layers[..k]).collect();
-            self.backward_rows(k, boxes, &layers, a, &row_box, &vec![0.0; rows])
+            self.backward_rows(k, boxes, &layers, a, &row_box, &vec![0.0; rows], None)
                 .0
         };
         for (p, &(d, j)) in picks.iter().enumerate() {

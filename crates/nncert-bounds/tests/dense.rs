@@ -1,9 +1,10 @@
 //! The dense fast path: on random ReLU MLPs and random boxes, every sampled point (and vertex) lies inside every
 //! layer's bounds, objective lower bounds are below every sampled value, priors only tighten, and the bounds are
-//! never looser than interval arithmetic's on the output objective (checked against the generic engine).
+//! never looser than interval arithmetic's on the output objective (checked against the generic engine). Both
+//! the forward-mode path (few inputs) and the wide-input path are covered.
 
 use ndarray::{Array1, Array2};
-use nncert_bounds::dense::DenseReluNet;
+use nncert_bounds::dense::{DenseReluNet, FORWARD_MAX_INPUTS};
 use nncert_bounds::{BoundModel, Method};
 use nncert_model::ir::{Graph, GraphBuilder, Linear, Op};
 use nncert_spec::InputBox;
@@ -21,6 +22,11 @@ type Layer = (Array2<f32>, Array1<f32>);
 
 fn random_mlp(rng: &mut ChaCha8Rng) -> (Vec<Layer>, Graph) {
     let n_in = rng.random_range(1..7);
+    random_mlp_with_inputs(rng, n_in)
+}
+
+/// A random MLP with `n_in` inputs (above `FORWARD_MAX_INPUTS`, the wide-input path is taken).
+fn random_mlp_with_inputs(rng: &mut ChaCha8Rng, n_in: usize) -> (Vec<Layer>, Graph) {
     let mut b = GraphBuilder::new("x", vec![1, n_in]);
     let mut cur = b.input_id();
     let mut width = n_in;
@@ -109,8 +115,13 @@ fn sample(rng: &mut ChaCha8Rng, bx: &InputBox, vertex: bool) -> Vec<f64> {
 fn samples_lie_inside_dense_bounds() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let mut checked = 0usize;
-    for _ in 0..200 {
-        let (layers, graph) = random_mlp(&mut rng);
+    for i in 0..200 {
+        let (layers, graph) = if i % 4 == 3 {
+            let n_in = rng.random_range(FORWARD_MAX_INPUTS + 1..FORWARD_MAX_INPUTS + 60);
+            random_mlp_with_inputs(&mut rng, n_in)
+        } else {
+            random_mlp(&mut rng)
+        };
         let net = DenseReluNet::from_graph(&graph).expect("a ReLU MLP is dense");
         let n_in = net.input_size();
         let boxes: Vec<InputBox> = (0..rng.random_range(1..6))
@@ -151,8 +162,12 @@ fn samples_lie_inside_dense_bounds() {
 #[test]
 fn priors_only_tighten_and_sub_boxes_stay_sound() {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
-    for _ in 0..100 {
-        let (layers, graph) = random_mlp(&mut rng);
+    for i in 0..100 {
+        let (layers, graph) = if i % 4 == 3 {
+            random_mlp_with_inputs(&mut rng, FORWARD_MAX_INPUTS + 10)
+        } else {
+            random_mlp(&mut rng)
+        };
         let net = DenseReluNet::from_graph(&graph).unwrap();
         let parent = random_box(&mut rng, net.input_size());
         let pb = net

@@ -48,11 +48,58 @@ enum Step {
 }
 
 /// The constraint rows of one case, flattened: `rows[r]` belongs to disjunct `owner[r]`.
-struct CaseRows {
-    c: Array2<f64>,
-    rhs: Vec<f64>,
-    owner: Vec<usize>,
-    n_disjuncts: usize,
+pub(crate) struct CaseRows {
+    pub c: Array2<f64>,
+    pub rhs: Vec<f64>,
+    pub owner: Vec<usize>,
+    pub n_disjuncts: usize,
+}
+
+impl CaseRows {
+    pub fn new(case: &nncert_spec::Case, outputs: usize) -> Self {
+        let mut rows = Vec::new();
+        let mut rhs = Vec::new();
+        let mut owner = Vec::new();
+        for (di, d) in case.output.disjuncts.iter().enumerate() {
+            for k in &d.constraints {
+                rows.push(&k.coeffs);
+                rhs.push(k.rhs);
+                owner.push(di);
+            }
+        }
+        let mut c = Array2::<f64>::zeros((rows.len(), outputs));
+        for (r, row) in rows.iter().enumerate() {
+            for (j, &v) in row.iter().enumerate().take(outputs) {
+                c[[r, j]] = v;
+            }
+        }
+        CaseRows {
+            c,
+            rhs,
+            owner,
+            n_disjuncts: case.output.disjuncts.len(),
+        }
+    }
+
+    /// Whether row `i` of the live rows `c` (global row `r`) is refuted by the lower bound `lower`, with the
+    /// rounding of the constraint's coefficients covered by `u·Σ|c_j|·max|y_j|` (`ymag` = max|y_j|).
+    pub fn refutes(
+        &self,
+        c_row: ndarray::ArrayView1<'_, f64>,
+        r: usize,
+        lower: f64,
+        ymag: &[f64],
+    ) -> (bool, f64) {
+        let slack: f64 = c_row
+            .iter()
+            .zip(ymag)
+            .map(|(a, m)| a.abs() * m)
+            .sum::<f64>()
+            * U
+            * 1.01;
+        let lb = (lower - slack).next_down();
+        (lb > self.rhs[r].next_up(), lb - self.rhs[r])
+    }
 }
 
 /// Runs input-splitting branch-and-bound with the dense engine until `deadline` or until more than `max_open`
@@ -67,29 +114,7 @@ pub fn input_split_dense(
     let threads = rayon::current_num_threads().max(1);
     let mut domains = 0u64;
     for (ci, case) in property.cases.iter().enumerate() {
-        let mut rows = Vec::new();
-        let mut rhs = Vec::new();
-        let mut owner = Vec::new();
-        for (di, d) in case.output.disjuncts.iter().enumerate() {
-            for k in &d.constraints {
-                rows.push(k.coeffs.clone());
-                rhs.push(k.rhs);
-                owner.push(di);
-            }
-        }
-        let m = net.output_size();
-        let mut c = Array2::<f64>::zeros((rows.len(), m));
-        for (r, row) in rows.iter().enumerate() {
-            for (j, &v) in row.iter().enumerate().take(m) {
-                c[[r, j]] = v;
-            }
-        }
-        let case_rows = CaseRows {
-            c,
-            rhs,
-            owner,
-            n_disjuncts: case.output.disjuncts.len(),
-        };
+        let case_rows = CaseRows::new(case, net.output_size());
         if case_rows.n_disjuncts == 0 {
             continue;
         }
@@ -242,20 +267,11 @@ fn decide(
             if rows.owner[r] != di {
                 continue;
             }
-            let slack: f64 = c
-                .row(i)
-                .iter()
-                .zip(&ymag)
-                .map(|(a, m)| a.abs() * m)
-                .sum::<f64>()
-                * U
-                * 1.01;
-            let lb = (lower[i] - slack).next_down();
-            if lb > rows.rhs[r].next_up() {
+            let (refutes, gap) = rows.refutes(c.row(i), r, lower[i], &ymag);
+            if refutes {
                 refuted = true;
                 break;
             }
-            let gap = lb - rows.rhs[r];
             if best.is_none_or(|(g, _)| gap > g) {
                 best = Some((gap, i));
             }

@@ -18,6 +18,7 @@
 pub mod bab;
 pub mod check;
 pub mod dense_bab;
+pub mod dense_relu_bab;
 pub mod falsify;
 pub mod incomplete;
 
@@ -161,7 +162,7 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
     // With branch-and-bound to follow, the falsifier first gets a short slice (most counterexamples fall at
     // once), then whatever branch-and-bound leaves. The dense branch-and-bound proves easy cases in well under
     // a second, so it starts early, and leaves the falsifier the last 15% of the budget.
-    let first_slice = if small_input && dense.is_some() {
+    let first_slice = if dense.is_some() {
         (start
             + options
                 .timeout
@@ -180,11 +181,16 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
         None => Verdict::Timeout,
     };
     let mut bab_domains = 0;
-    if verdict == Verdict::Timeout && small_input {
+    // The search: input splitting when few inputs vary, else ReLU splitting (dense nets only).
+    let relu_split = !small_input && dense.is_some();
+    if verdict == Verdict::Timeout && (small_input || relu_split) {
+        let bab_deadline = start + options.timeout.mul_f64(0.85);
         let bab_outcome = match &dense {
-            Some(net) => {
-                let bab_deadline = start + options.timeout.mul_f64(0.85);
+            Some(net) if small_input => {
                 dense_bab::input_split_dense(net, graph, property, bab_deadline, 5_000_000)
+            }
+            Some(net) => {
+                dense_relu_bab::relu_split_dense(net, graph, property, bab_deadline, 200_000)
             }
             None => bab::input_split(graph, property, deadline, 2_000_000),
         };
@@ -197,8 +203,9 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
             bab::BabOutcome::Proved { domains } => {
                 verdict = Verdict::Unsat {
                     method: format!(
-                        "input-splitting branch-and-bound with {} bounds ({domains} sub-boxes; sound under \
+                        "{}-splitting branch-and-bound with {} bounds ({domains} sub-domains; sound under \
                          floating point: explicit rounding-error terms)",
+                        if relu_split { "ReLU" } else { "input" },
                         if dense.is_some() {
                             "forward/backward linear-relaxation (dense path)"
                         } else {
