@@ -427,6 +427,9 @@ pub struct McEstimate {
     pub example: Option<Vec<f64>>,
 }
 
+/// One Monte Carlo batch's failures and its first failing input (with its sample index).
+type BatchTally = (u64, Option<(u64, Vec<f64>)>);
+
 /// Plain Monte Carlo: draws `samples` inputs from `dist` and counts failures, with exact Clopper–Pearson bounds.
 /// `progress` is called with the number of samples done after each batch.
 ///
@@ -454,7 +457,7 @@ pub fn monte_carlo(
         .into_par_iter()
         .map_init(
             || (vec![0f64; CHUNK * d], Vec::new(), vec![0f64; CHUNK]),
-            |(lat, xbuf, sc), j| -> Result<(u64, Option<(u64, Vec<f64>)>), StatsError> {
+            |(lat, xbuf, sc), j| -> Result<BatchTally, StatsError> {
                 let rows = (samples - j * chunk).min(chunk) as usize;
                 let mut rng = crate::stream(seed, &[TAG_MC, j]);
                 for row in lat[..rows * d].chunks_mut(d) {
@@ -538,8 +541,9 @@ pub enum AmsOutcome {
     /// The estimate fell below `min_probability`: `p_hat` is where the run stopped, and the failure probability
     /// is (approximately) below it.
     BelowMinimum,
-    /// All surviving particles had the same score, so no level could be raised (e.g. a flat region of the
-    /// network); no estimate.
+    /// All particles had the same score below the failure threshold, so no level could be raised (e.g. a flat
+    /// region of the network, or inputs clipped to a corner of the valid range); no estimate, only the
+    /// approximate upper estimate `level_probability`.
     Stalled,
     /// `max_levels` were used up before reaching the failure region; no estimate.
     MaxLevels,
@@ -560,6 +564,9 @@ pub struct AmsEstimate {
     pub confidence: f64,
     /// Estimated relative standard deviation of `p_hat`.
     pub relative_std: f64,
+    /// Estimated probability of exceeding the last level (`Π survivors/N`): an approximate upper estimate of the
+    /// failure probability whatever the outcome, since the last level lies below the failure threshold.
+    pub level_probability: f64,
     /// Number of levels.
     pub levels: usize,
     /// The score levels, in order.
@@ -737,6 +744,7 @@ pub fn multilevel_splitting(
         interval,
         confidence: opts.confidence,
         relative_std: sd,
+        level_probability: log_p.exp(),
         levels: level_scores.len(),
         level_scores,
         evaluations,

@@ -26,9 +26,15 @@ pub enum StatsError {
     /// A parameter or input is out of its domain; the message says which and what is allowed.
     #[error("{0}")]
     Invalid(String),
-    /// The model could not be evaluated on the sampled inputs.
+    /// The model could not be evaluated on the sampled inputs (boxed: model errors are large and rare).
     #[error("model evaluation failed: {0}")]
-    Model(#[from] nncert_model::ModelError),
+    Model(Box<nncert_model::ModelError>),
+}
+
+impl From<nncert_model::ModelError> for StatsError {
+    fn from(e: nncert_model::ModelError) -> Self {
+        StatsError::Model(Box::new(e))
+    }
 }
 
 /// SplitMix64's finalizer: a bijective mix, so distinct keys give unrelated words.
