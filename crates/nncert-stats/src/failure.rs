@@ -682,10 +682,11 @@ pub fn multilevel_splitting(
                 .zip(new_scores.par_chunks_mut(CHUNK))
                 .enumerate()
                 .map_init(
-                    Vec::new,
-                    |xbuf, (c, (((l, s), p), ns))| -> Result<u64, StatsError> {
+                    || (Vec::new(), Vec::new()),
+                    |(xbuf, inside), (c, (((l, s), p), ns))| -> Result<u64, StatsError> {
                         let mut rng = crate::stream(seed, &[TAG_AMS_MOVE, k, sweep, c as u64]);
-                        let mut inside = vec![false; s.len()];
+                        inside.clear();
+                        inside.resize(s.len(), false);
                         for ((cur, prop), ok) in
                             l.chunks(d).zip(p.chunks_mut(d)).zip(inside.iter_mut())
                         {

@@ -60,6 +60,10 @@ fn certified_radius_is_below_the_true_radius_and_converges() {
             "n = {n}: radius {} below {worst} (true {true_radius})",
             c.radius
         );
+        eprintln!(
+            "n = {n}: certified radius {:.4} (p_lower {:.5}), true {true_radius:.4} (p_A {p_a:.5})",
+            c.radius, c.p_lower
+        );
         gaps.push(true_radius - c.radius);
     }
     assert!(
