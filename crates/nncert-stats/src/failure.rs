@@ -538,8 +538,8 @@ impl Default for AmsOptions {
 pub enum AmsOutcome {
     /// The levels reached the failure region: the estimate is complete.
     Reached,
-    /// The estimate fell below `min_probability`: `p_hat` is where the run stopped, and the failure probability
-    /// is (approximately) below it.
+    /// The probability of the last level fell below `min_probability` before the failure region was reached: no
+    /// estimate (`p_hat` is NaN); the failure probability is approximately below `level_probability`.
     BelowMinimum,
     /// All particles had the same score below the failure threshold, so no level could be raised (e.g. a flat
     /// region of the network, or inputs clipped to a corner of the valid range); no estimate, only the
@@ -554,11 +554,12 @@ pub enum AmsOutcome {
 pub struct AmsEstimate {
     /// How the run ended.
     pub outcome: AmsOutcome,
-    /// The estimate of `p`.
+    /// The estimate of `p`; NaN unless the outcome is [`AmsOutcome::Reached`].
     pub p_hat: f64,
     /// `log10(p_hat)`.
     pub log10_p: f64,
-    /// Approximate interval at `confidence` (log-normal, from the asymptotic variance of the estimator).
+    /// Approximate interval at `confidence` (log-normal, from the asymptotic variance of the estimator); when the
+    /// failure region was not reached, `(0, approximate upper bound from level_probability)`.
     pub interval: (f64, f64),
     /// The confidence level of `interval`.
     pub confidence: f64,
@@ -723,20 +724,21 @@ pub fn multilevel_splitting(
     } else {
         0.0
     };
-    let (p_hat, valid) = match outcome {
+    let sd_levels = var_log.sqrt();
+    let p_hat = match outcome {
         AmsOutcome::Reached => {
             let hits = score.iter().filter(|&&s| s >= 0.0).count() as f64 / n as f64;
             var_log += (1.0 - hits) / (hits * n as f64);
-            ((log_p + hits.ln()).exp(), true)
+            (log_p + hits.ln()).exp()
         }
-        AmsOutcome::BelowMinimum => (log_p.exp(), true),
-        AmsOutcome::Stalled | AmsOutcome::MaxLevels => (f64::NAN, false),
+        _ => f64::NAN,
     };
     let sd = var_log.sqrt();
-    let interval = if valid {
+    let interval = if outcome == AmsOutcome::Reached {
         (p_hat * (-z * sd).exp(), (p_hat * (z * sd).exp()).min(1.0))
     } else {
-        (0.0, 1.0)
+        // The failure region was not reached: only the last level's probability bounds p (approximately).
+        (0.0, (log_p + z * sd_levels).exp().min(1.0))
     };
     Ok(AmsEstimate {
         outcome,

@@ -13,6 +13,8 @@
 //! Every random draw comes from a ChaCha stream keyed by the user's seed and by the position of the draw (point,
 //! batch, level, …), never by the thread that makes it, so results do not depend on the number of threads.
 
+#![warn(missing_docs)]
+
 pub mod binomial;
 pub mod failure;
 pub mod smoothing;

@@ -242,7 +242,14 @@ fn splitting_stops_below_the_minimum_probability() {
     };
     let ams = multilevel_splitting(&gaussian(4), &scorer, &opts, &quiet_levels).unwrap();
     assert_eq!(ams.outcome, AmsOutcome::BelowMinimum);
-    assert!(ams.p_hat < 1e-6 && ams.p_hat > 1e-7, "{}", ams.p_hat);
+    assert!(ams.p_hat.is_nan());
+    let q = ams.level_probability;
+    assert!(q < 1e-6 && q > 1e-7, "{q}");
+    assert!(
+        ams.interval.0 == 0.0 && ams.interval.1 > q && ams.interval.1 < 1e-5,
+        "{:?}",
+        ams.interval
+    );
 }
 
 #[test]

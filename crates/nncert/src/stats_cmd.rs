@@ -560,12 +560,12 @@ pub fn estimate(args: EstimateArgs) -> Result<u8> {
                     AmsOutcome::BelowMinimum => {
                         println!(
                             "case {ci}: p below {:.4e} (splitting stopped there, {} levels, {:.1} s)",
-                            est.p_hat, est.levels, secs
+                            est.level_probability, est.levels, secs
                         );
                         format!(
                             "Multilevel splitting estimated the probability of the last level at {:.4e}; the \
                              failure probability is approximately below it (no guarantee).",
-                            est.p_hat
+                            est.level_probability
                         )
                     }
                     AmsOutcome::Stalled | AmsOutcome::MaxLevels => {

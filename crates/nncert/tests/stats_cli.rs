@@ -248,3 +248,34 @@ fn statistical_commands_reject_bad_input() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn splitting_on_a_proved_property_gives_no_estimate_but_says_so() {
+    // robust_narrow is proved (no failure exists in the box), so splitting cannot reach the failure region: it
+    // must not invent a probability, only report an approximate upper estimate.
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("a.json");
+    let out = nncert(&[
+        "estimate",
+        "examples/toy/toy.onnx",
+        "examples/toy/robust_narrow.vnnlib",
+        "--method",
+        "ams",
+        "--particles",
+        "200",
+        "--mcmc-steps",
+        "5",
+        "--target-p",
+        "1e-8",
+        "--out",
+        out_path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let v = json(&out_path);
+    let est = &v["cases"][0]["estimate"];
+    let outcome = est["outcome"].as_str().unwrap();
+    assert!(outcome == "below_minimum" || outcome == "stalled", "{est}");
+    assert!(est["level_probability"].as_f64().unwrap() < 1e-8, "{est}");
+    let s = text(&out.stdout);
+    assert!(s.contains("below"), "{s}");
+}
