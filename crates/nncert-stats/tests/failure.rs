@@ -143,23 +143,26 @@ fn assert_close(ams: &nncert_stats::failure::AmsEstimate, truth: f64) {
 }
 
 #[test]
-fn splitting_matches_the_gaussian_tail_at_1e_minus_8() {
-    let g = linear(&W4);
-    let t = 5.612; // 1 − Φ(5.612) ≈ 1.0e-8
-    let truth = phi_upper(t);
-    let scorer = PropertyScorer::new(&g, above(t)).unwrap();
-    let opts = AmsOptions {
-        particles: 1000,
-        seed: 1,
-        ..AmsOptions::default()
-    };
-    let ams = multilevel_splitting(&gaussian(4), &scorer, &opts, &quiet_levels).unwrap();
-    assert_close(&ams, truth);
-    assert!(
-        ams.interval.0 < truth && truth < ams.interval.1,
-        "{truth} not in {:?}",
-        ams.interval
-    );
+fn splitting_matches_the_gaussian_tail_at_1e_minus_8_and_1e_minus_10() {
+    // 1 − Φ(5.612) ≈ 1.0e-8 in 4 dimensions, 1 − Φ(6.3613) ≈ 1.0e-10 in 64 dimensions (w of norm 1).
+    let w64 = vec![0.125f32; 64];
+    for (w, t, seed) in [(&W4[..], 5.612, 1), (&w64[..], 6.3613, 5)] {
+        let g = linear(w);
+        let truth = phi_upper(t);
+        let scorer = PropertyScorer::new(&g, above(t)).unwrap();
+        let opts = AmsOptions {
+            particles: 1000,
+            seed,
+            ..AmsOptions::default()
+        };
+        let ams = multilevel_splitting(&gaussian(w.len()), &scorer, &opts, &quiet_levels).unwrap();
+        assert_close(&ams, truth);
+        assert!(
+            ams.interval.0 < truth && truth < ams.interval.1,
+            "{truth} not in {:?}",
+            ams.interval
+        );
+    }
 }
 
 #[test]
