@@ -294,6 +294,35 @@ impl<'g> SmoothedClassifier<'g> {
     }
 }
 
+impl SmoothedClassifier<'_> {
+    /// [`Self::certify`] on every row of `xs` (row `i` is point `i` for the random streams), in parallel over the
+    /// points as well as over each point's noise batches; `progress` is called after each point with the number
+    /// done. Returns each certificate with the seconds it took.
+    ///
+    /// # Errors
+    /// As [`Self::certify`], for the first failing point.
+    pub fn certify_all(
+        &self,
+        xs: ndarray::ArrayView2<'_, f64>,
+        n0: u64,
+        n: u64,
+        alpha: f64,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<(Certificate, f64)>, StatsError> {
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        (0..xs.nrows())
+            .into_par_iter()
+            .map(|i| {
+                let start = std::time::Instant::now();
+                let row = xs.row(i).to_vec();
+                let c = self.certify(&row, i as u64, n0, n, alpha)?;
+                progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
+                Ok((c, start.elapsed().as_secs_f64()))
+            })
+            .collect()
+    }
+}
+
 /// The index of the largest value (the lowest among ties); `None` if any value is NaN.
 fn argmax(y: &[f32]) -> Option<usize> {
     let mut best = 0;

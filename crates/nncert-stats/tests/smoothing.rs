@@ -112,9 +112,27 @@ fn results_do_not_depend_on_the_thread_count() {
             let sc = SmoothedClassifier::new(&g, 0.5, 11)
                 .unwrap()
                 .with_batch(250);
+            let xs = ndarray::arr2(&[
+                [0.3, 0.1, 0.1],
+                [0.0, 0.5, -0.2],
+                [-0.4, 0.0, 0.3],
+                [0.05, 0.0, 0.0],
+            ]);
+            let all: Vec<_> = sc
+                .certify_all(xs.view(), 50, 3_000, 0.001, &|_| {})
+                .unwrap()
+                .into_iter()
+                .map(|(c, _)| c)
+                .collect();
+            // Point i of certify_all is certify(x, i).
+            assert_eq!(
+                all[2],
+                sc.certify(&[-0.4, 0.0, 0.3], 2, 50, 3_000, 0.001).unwrap()
+            );
             (
                 sc.sample_counts(&x, 5_003, 4, 1).unwrap(),
                 sc.certify(&x, 4, 100, 5_003, 0.001).unwrap(),
+                all,
             )
         })
     };

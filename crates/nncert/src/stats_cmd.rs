@@ -287,25 +287,28 @@ pub fn smooth(args: SmoothArgs) -> Result<u8> {
         .with_batch(args.batch);
     let pb = bar(points as u64, "certify");
     let start = Instant::now();
-    let mut certs = Vec::with_capacity(points);
-    let mut records = Vec::with_capacity(points);
-    for (i, (&label, row)) in labels.iter().zip(x.rows()).take(points).enumerate() {
-        let row = row.to_vec();
-        let t = Instant::now();
-        let c = sc.certify(&row, i as u64, args.n0, args.n, args.alpha)?;
-        records.push(json!({
-            "index": i,
-            "label": label,
-            "prediction": c.class,
-            "correct": c.class == Some(label),
-            "radius": c.radius,
-            "p_lower": c.p_lower,
-            "n_a": c.n_a,
-            "seconds": t.elapsed().as_secs_f64(),
-        }));
-        certs.push(c);
-        pb.inc(1);
-    }
+    let xs = x.slice(ndarray::s![..points, ..]);
+    let done = sc.certify_all(xs, args.n0, args.n, args.alpha, &|k| {
+        pb.set_position(k as u64)
+    })?;
+    let records: Vec<Value> = done
+        .iter()
+        .zip(&labels)
+        .enumerate()
+        .map(|(i, ((c, secs), &label))| {
+            json!({
+                "index": i,
+                "label": label,
+                "prediction": c.class,
+                "correct": c.class == Some(label),
+                "radius": c.radius,
+                "p_lower": c.p_lower,
+                "n_a": c.n_a,
+                "seconds": secs,
+            })
+        })
+        .collect();
+    let certs: Vec<_> = done.into_iter().map(|(c, _)| c).collect();
     pb.finish_and_clear();
     let elapsed = start.elapsed().as_secs_f64();
     let labels = &labels[..points];
