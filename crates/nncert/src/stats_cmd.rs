@@ -460,7 +460,16 @@ pub fn estimate(args: EstimateArgs) -> Result<u8> {
     }
     let samples = match (args.samples, args.target_p) {
         (Some(n), _) => n,
-        (None, Some(p0)) => binomial::plan_sample_size(p0, delta, 0)?,
+        (None, Some(p0)) => {
+            let n = binomial::plan_sample_size(p0, delta, 0)?;
+            if args.method == Method::Mc {
+                eprintln!(
+                    "planned {n} samples per case: with no failure among them, p < {p0:e} is shown at confidence {}",
+                    args.confidence
+                );
+            }
+            n
+        }
         (None, None) => 100_000,
     };
     if samples == 0 {
@@ -553,6 +562,17 @@ pub fn estimate(args: EstimateArgs) -> Result<u8> {
                             est.evaluations,
                             secs
                         );
+                        if let Some(p0) = args.target_p {
+                            println!(
+                                "  p < {p0:e} {} (approximate: the interval's upper end is {:.4e})",
+                                if est.interval.1 < p0 {
+                                    "supported"
+                                } else {
+                                    "NOT supported"
+                                },
+                                est.interval.1
+                            );
+                        }
                         format!(
                             "Approximate {} interval [{:.4e}, {:.4e}] for the failure probability from adaptive \
                              multilevel splitting (asymptotic log-normal; assumes well-mixed Metropolis chains, so \
