@@ -315,7 +315,12 @@ impl SmoothedClassifier<'_> {
             .map(|i| {
                 let start = std::time::Instant::now();
                 let row = xs.row(i).to_vec();
-                let c = self.certify(&row, i as u64, n0, n, alpha)?;
+                let c = self
+                    .certify(&row, i as u64, n0, n, alpha)
+                    .map_err(|e| match e {
+                        StatsError::Invalid(m) => StatsError::Invalid(format!("point {i}: {m}")),
+                        other => other,
+                    })?;
                 progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
                 Ok((c, start.elapsed().as_secs_f64()))
             })

@@ -288,9 +288,11 @@ pub fn smooth(args: SmoothArgs) -> Result<u8> {
     let pb = bar(points as u64, "certify");
     let start = Instant::now();
     let xs = x.slice(ndarray::s![..points, ..]);
-    let done = sc.certify_all(xs, args.n0, args.n, args.alpha, &|k| {
-        pb.set_position(k as u64)
-    })?;
+    let done = sc
+        .certify_all(xs, args.n0, args.n, args.alpha, &|k| {
+            pb.set_position(k as u64)
+        })
+        .with_context(|| format!("{}", args.data.display()))?;
     let records: Vec<Value> = done
         .iter()
         .zip(&labels)
