@@ -295,6 +295,35 @@ impl<'g> SmoothedClassifier<'g> {
 }
 
 impl SmoothedClassifier<'_> {
+    /// [`Self::predict`] on every row of `xs` (row `i` is point `i`), in parallel over the points; `progress` is
+    /// called after each point with the number done.
+    ///
+    /// # Errors
+    /// As [`Self::predict`], for the first failing point.
+    pub fn predict_all(
+        &self,
+        xs: ndarray::ArrayView2<'_, f64>,
+        n: u64,
+        alpha: f64,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<Prediction>, StatsError> {
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        (0..xs.nrows())
+            .into_par_iter()
+            .map(|i| {
+                let row = xs.row(i).to_vec();
+                let p = self
+                    .predict(&row, i as u64, n, alpha)
+                    .map_err(|e| match e {
+                        StatsError::Invalid(m) => StatsError::Invalid(format!("point {i}: {m}")),
+                        other => other,
+                    })?;
+                progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
+                Ok(p)
+            })
+            .collect()
+    }
+
     /// [`Self::certify`] on every row of `xs` (row `i` is point `i` for the random streams), in parallel over the
     /// points as well as over each point's noise batches; `progress` is called after each point with the number
     /// done. Returns each certificate with the seconds it took.

@@ -279,3 +279,41 @@ fn splitting_on_a_proved_property_gives_no_estimate_but_says_so() {
     let s = text(&out.stdout);
     assert!(s.contains("below"), "{s}");
 }
+
+#[test]
+fn smooth_predict_reports_accuracy_with_abstention() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("p.json");
+    let out = nncert(&[
+        "smooth",
+        "examples/toy/toy.onnx",
+        "--data",
+        "examples/toy/points.npy",
+        "--labels",
+        "examples/toy/labels.npy",
+        "--sigma",
+        "0.12",
+        "--n",
+        "1000",
+        "--predict",
+        "--max-points",
+        "50",
+        "--out",
+        out_path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let v = json(&out_path);
+    let (acc, abst, wrong) = (
+        v["accuracy"].as_f64().unwrap(),
+        v["abstained"].as_u64().unwrap(),
+        v["wrong"].as_u64().unwrap(),
+    );
+    // Labels are the toy's own predictions: small noise keeps most decisions, abstaining near the boundaries.
+    assert!(acc > 0.8, "{v}");
+    assert_eq!((acc * 50.0).round() as u64 + abst + wrong, 50);
+    for r in v["results"].as_array().unwrap() {
+        if !r["prediction"].is_null() {
+            assert!(r["p_value"].as_f64().unwrap() <= 0.001, "{r}");
+        }
+    }
+}
