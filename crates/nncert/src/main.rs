@@ -2,6 +2,7 @@
 //! library crates and maps results to output files and exit codes.
 
 mod io;
+mod stats_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -84,6 +85,10 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Randomized smoothing: certified L2 radii and certified accuracy on a labelled data set.
+    Smooth(stats_cmd::SmoothArgs),
+    /// Failure probability of a property under an input distribution (Monte Carlo or multilevel splitting).
+    Estimate(stats_cmd::EstimateArgs),
 }
 
 fn main() -> ExitCode {
@@ -124,6 +129,8 @@ fn load_pair(
 
 fn run(cli: Cli) -> Result<u8> {
     match cli.command {
+        Command::Smooth(args) => stats_cmd::smooth(args),
+        Command::Estimate(args) => stats_cmd::estimate(args),
         Command::Inspect { model, graph } => io::inspect(&model, graph).map(|_| 0),
         Command::Eval {
             model,
