@@ -116,6 +116,7 @@ fn run_suite(args: &Args, suite: &str, rows: &mut Vec<Row>) -> Result<()> {
                 timeout: Duration::from_secs_f64(t),
                 seed: args.seed,
                 dense_path: !args.no_dense_path,
+                ..VerifyOptions::default()
             };
             Ok(nncert_verify::verify(graph, &prop, &opts).verdict)
         })();

@@ -180,6 +180,14 @@ impl DenseReluNet {
         self.layers.last().map_or(0, |l| l.b.len())
     }
 
+    /// Number of hidden neurons (ReLUs).
+    pub fn hidden_neurons(&self) -> usize {
+        self.layers[..self.layers.len() - 1]
+            .iter()
+            .map(|l| l.b.len())
+            .sum()
+    }
+
     /// Number of layers (hidden layers + the output layer).
     pub fn depth(&self) -> usize {
         self.layers.len()

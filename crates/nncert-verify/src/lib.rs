@@ -68,6 +68,9 @@ impl Verdict {
 pub struct VerifyOptions {
     pub timeout: Duration,
     pub seed: u64,
+    /// Memory the branch-and-bound queue may hold (bytes); past it the search stops with `unknown` rather than
+    /// risk being killed. Default: a quarter of the machine's RAM (4 GiB where it cannot be read).
+    pub memory_limit: usize,
     /// Use the dense fast path ([`nncert_bounds::dense`], [`dense_bab`]) for feed-forward ReLU networks.
     /// Off, such networks go through the generic CROWN engine like any other (for comparison and testing).
     pub dense_path: bool,
@@ -78,9 +81,22 @@ impl Default for VerifyOptions {
         VerifyOptions {
             timeout: Duration::from_secs(60),
             seed: 0,
+            memory_limit: default_memory_limit(),
             dense_path: true,
         }
     }
+}
+
+/// A quarter of `MemTotal` from `/proc/meminfo`, or 4 GiB.
+fn default_memory_limit() -> usize {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            let line = t.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024 / 4)
+        })
+        .unwrap_or(4 << 30)
 }
 
 /// A verdict with what it cost.

@@ -66,9 +66,10 @@ enum Command {
     },
     /// Decide a VNN-LIB property: sat (counterexample found and re-checked), unsat (proved) or unknown.
     ///
-    /// Runs sound CROWN bounds first (answer `unsat` when they prove the property), then the falsifier (random
-    /// sampling and PGD on the property margin, seeded) until the timeout. `sat` only with a counterexample that
-    /// was re-executed in f32 and f64; no branch-and-bound yet, so hard properties end in `timeout`.
+    /// Runs sound linear-relaxation bounds first (answer `unsat` when they prove the property), then the
+    /// falsifier (random sampling and PGD on the property margin, seeded) and branch-and-bound: input splitting
+    /// when at most 16 inputs vary, ReLU splitting for wider feed-forward ReLU networks. `sat` only with a
+    /// counterexample that was re-executed in f32 and f64; `unsat` only with a proof sound under floating point.
     #[command(after_help = EXIT_CODES)]
     Verify {
         /// The model (.onnx or .nnet).
@@ -84,6 +85,10 @@ enum Command {
         /// Seed of every random choice; the same seed gives the same answer.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Memory the branch-and-bound queue may use, in MiB (default: a quarter of the RAM). Past it the
+        /// answer is `unknown` instead of running out of memory.
+        #[arg(long)]
+        memory_limit_mb: Option<usize>,
     },
     /// Randomized smoothing: certified L2 radii and certified accuracy on a labelled data set.
     Smooth(stats_cmd::SmoothArgs),
@@ -153,16 +158,20 @@ fn run(cli: Cli) -> Result<u8> {
             timeout,
             result_file,
             seed,
+            memory_limit_mb,
         } => {
             if !(timeout.is_finite() && timeout > 0.0) {
                 anyhow::bail!("--timeout must be a positive number of seconds, got {timeout}");
             }
             let (graph, prop) = load_pair(&model, &property)?;
-            let opts = VerifyOptions {
+            let mut opts = VerifyOptions {
                 timeout: Duration::from_secs_f64(timeout),
                 seed,
                 ..VerifyOptions::default()
             };
+            if let Some(mb) = memory_limit_mb {
+                opts.memory_limit = mb.saturating_mul(1 << 20);
+            }
             let result = nncert_verify::verify(&graph, &prop, &opts);
             let text = nncert_verify::vnncomp_result(&result.verdict);
             if let Some(path) = &result_file {
