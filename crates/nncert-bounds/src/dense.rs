@@ -71,6 +71,44 @@ impl DenseBounds {
     }
 }
 
+/// What [`DenseReluNet::objective_lower_with`] computes besides the bound.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ObjectiveOptions {
+    /// Branching scores per hidden neuron (see [`ObjectiveBound::scores`]).
+    pub scores: bool,
+    /// Iterations of α-CROWN slope optimization (0: CROWN's fixed slopes).
+    pub alpha_iterations: usize,
+}
+
+/// A sound lower bound per objective row, with its linear function's input coefficients.
+#[derive(Clone, Debug)]
+pub struct ObjectiveBound {
+    pub lower: Vec<f64>,
+    /// `[rows, inputs]`: how much each input's range costs each row's bound.
+    pub coeffs: Array2<f64>,
+    /// When asked for, `scores[k][j]`: what the relaxation of layer `k`'s ReLU `j` costs the rows' bounds
+    /// (the intercept of the upper chord where a row meets it, about half the lower relaxation's gap
+    /// otherwise; in the spirit of BaBSR). A split neuron's relaxation becomes exact, so high scores are the
+    /// splits that pay most. Empty otherwise.
+    pub scores: Vec<Vec<f64>>,
+}
+
+/// Optional inputs and outputs of a backward pass.
+#[derive(Default)]
+struct BackwardExtras {
+    /// Accumulates branching scores per hidden layer and neuron when non-empty.
+    scores: Vec<Vec<f64>>,
+    /// Lower ReLU slopes per hidden layer, `[rows, neurons]` (α-CROWN); CROWN's 0-or-1 choice when empty.
+    alpha: Vec<Array2<f64>>,
+    /// Record each hidden layer's pre-relaxation coefficients in `tape` (for the slopes' gradient).
+    record: bool,
+    tape: Vec<Array2<f64>>,
+}
+
+fn has_unstable(l: &LayerBounds) -> bool {
+    l.lower.iter().zip(&l.upper).any(|(lo, up)| *lo < 0.0 && *up > 0.0)
+}
+
 struct DenseLayer {
     w: Array2<f64>,
     w_pos: Array2<f64>,
@@ -526,38 +564,44 @@ impl DenseReluNet {
         bounds: &DenseBounds,
         c: ArrayView2<'_, f64>,
     ) -> (Vec<f64>, Array2<f64>) {
-        let (lower, coeffs, _) = self.objective_lower_scored(bx, bounds, c, false);
-        (lower, coeffs)
+        let b = self.objective_lower_with(bx, bounds, c, ObjectiveOptions::default());
+        (b.lower, b.coeffs)
     }
 
-    /// [`DenseReluNet::objective_lower`], and, when `want_scores`, a branching score per hidden neuron
-    /// (`scores[k][j]` for layer `k`): what the relaxation of its ReLU costs the rows' bounds (the intercept
-    /// of the upper chord where a row meets it, about half the lower relaxation's gap otherwise; in the spirit
-    /// of BaBSR). A split neuron's relaxation becomes exact, so high scores are the splits that pay most.
-    pub fn objective_lower_scored(
+    /// [`DenseReluNet::objective_lower`] with the options of [`ObjectiveOptions`]: branching scores, and
+    /// α-CROWN's optimized lower ReLU slopes. Any slope in `[0, 1]` gives a sound bound, so the optimizer only
+    /// affects tightness: each row keeps its best bound over the iterations.
+    pub fn objective_lower_with(
         &self,
         bx: &InputBox,
         bounds: &DenseBounds,
         c: ArrayView2<'_, f64>,
-        want_scores: bool,
-    ) -> (Vec<f64>, Array2<f64>, Vec<Vec<f64>>) {
+        options: ObjectiveOptions,
+    ) -> ObjectiveBound {
         let rows = c.nrows();
         let top = self.layers.len() - 1;
         let hidden: &[LayerBounds] = &bounds.layers[..top];
-        let mut scores: Vec<Vec<f64>> = if want_scores {
-            hidden.iter().map(|l| vec![0.0; l.lower.len()]).collect()
-        } else {
-            Vec::new()
+        let mut extras = BackwardExtras {
+            scores: if options.scores {
+                hidden.iter().map(|l| vec![0.0; l.lower.len()]).collect()
+            } else {
+                Vec::new()
+            },
+            ..BackwardExtras::default()
         };
-        let (mut lower, coeffs) = self.backward_rows(
+        let (mut lower, mut coeffs) = self.backward_rows(
             top,
             std::slice::from_ref(bx),
             &[hidden],
             c.to_owned(),
             &vec![0; rows],
             &vec![0.0; rows],
-            want_scores.then_some(&mut scores),
+            &mut extras,
         );
+        let scores = std::mem::take(&mut extras.scores);
+        if options.alpha_iterations > 0 && hidden.iter().any(|l| has_unstable(l)) {
+            self.optimize_alpha(bx, hidden, c, options.alpha_iterations, &mut lower, &mut coeffs);
+        }
         // Backward CROWN is not always tighter than the output's own bounds: keep the better.
         let out = bounds.output();
         for (r, lr) in lower.iter_mut().enumerate() {
@@ -574,15 +618,145 @@ impl DenseReluNet {
             let interval = (interval - 2.0 * self.err * mag * (1.0 + 1e-6)).next_down();
             *lr = lr.max(interval);
         }
-        (lower, coeffs, scores)
+        ObjectiveBound {
+            lower,
+            coeffs,
+            scores,
+        }
+    }
+
+    /// α-CROWN on the objective's backward pass: projected gradient ascent on the lower ReLU slopes (one slope
+    /// per row and unstable neuron), with the gradient of the linear bound taken analytically by running the
+    /// backward pass in reverse. Improves `lower`/`coeffs` in place, row by row.
+    fn optimize_alpha(
+        &self,
+        bx: &InputBox,
+        hidden: &[LayerBounds],
+        c: ArrayView2<'_, f64>,
+        iterations: usize,
+        lower: &mut [f64],
+        coeffs: &mut Array2<f64>,
+    ) {
+        let rows = c.nrows();
+        let top = self.layers.len() - 1;
+        // Start from CROWN's choice (1 where the neuron leans positive, else 0).
+        let mut alpha: Vec<Array2<f64>> = hidden
+            .iter()
+            .map(|l| {
+                let row: Vec<f64> = l
+                    .lower
+                    .iter()
+                    .zip(&l.upper)
+                    .map(|(&lo, &up)| if up > -lo { 1.0 } else { 0.0 })
+                    .collect();
+                Array2::from_shape_fn((rows, row.len()), |(_, j)| row[j])
+            })
+            .collect();
+        let mut step = 0.5;
+        for _ in 0..iterations {
+            let mut extras = BackwardExtras {
+                alpha: std::mem::take(&mut alpha),
+                record: true,
+                ..BackwardExtras::default()
+            };
+            let (l, a) = self.backward_rows(
+                top,
+                std::slice::from_ref(bx),
+                &[hidden],
+                c.to_owned(),
+                &vec![0; rows],
+                &vec![0.0; rows],
+                &mut extras,
+            );
+            alpha = std::mem::take(&mut extras.alpha);
+            for r in 0..rows {
+                if l[r] > lower[r] {
+                    lower[r] = l[r];
+                    coeffs.row_mut(r).assign(&a.row(r));
+                }
+            }
+            let grad = self.alpha_gradient(bx, hidden, &a, &alpha, &extras.tape);
+            // Sign-gradient steps with a decaying size: robust to the gradient's scale, which varies by layer.
+            for (al, g) in alpha.iter_mut().zip(&grad) {
+                ndarray::Zip::from(al).and(g).for_each(|v, &gv| {
+                    if gv != 0.0 {
+                        *v = (*v + step * gv.signum()).clamp(0.0, 1.0);
+                    }
+                });
+            }
+            step *= 0.7;
+        }
+    }
+
+    /// Gradient of the backward pass's (rounding-free) linear bound with respect to the lower slopes: `tape[k]`
+    /// holds the rows' coefficients on layer `k`'s ReLU outputs before relaxation, `a0` the final input
+    /// coefficients. The bound is `Σ_t min(a0_t·x_t) + constants`; going back up the chain, `G_k = ∂bound/∂(the
+    /// coefficients on z_k)` starts as `z_0` at the minimizing vertex and moves up through each relaxation and
+    /// weight matrix.
+    fn alpha_gradient(
+        &self,
+        bx: &InputBox,
+        hidden: &[LayerBounds],
+        a0: &Array2<f64>,
+        alpha: &[Array2<f64>],
+        tape: &[Array2<f64>],
+    ) -> Vec<Array2<f64>> {
+        let rows = a0.nrows();
+        let n0 = self.n_in;
+        let mut xstar = Array2::<f64>::zeros((rows, n0));
+        for r in 0..rows {
+            for t in 0..n0 {
+                xstar[[r, t]] = if a0[[r, t]] >= 0.0 { bx.lower[t] } else { bx.upper[t] };
+            }
+        }
+        // G_0 = W_0 x* + b_0, [rows, n_0].
+        let first = &self.layers[0];
+        let mut g = xstar.dot(&first.w.t());
+        for mut row in g.rows_mut() {
+            for (v, b) in row.iter_mut().zip(&first.b) {
+                *v += b;
+            }
+        }
+        let mut grads: Vec<Array2<f64>> = alpha.iter().map(|a| Array2::zeros(a.dim())).collect();
+        for (k, lb) in hidden.iter().enumerate() {
+            // Relaxation of layer k: A_k[j] = m_j·A'[j] (+ the chord's constant −s_j·A'[j]·l_j).
+            let ap = &tape[k];
+            let mut d = Array2::<f64>::zeros(ap.dim());
+            for r in 0..rows {
+                for j in 0..lb.lower.len() {
+                    let (lo, up) = (lb.lower[j], lb.upper[j]);
+                    let apj = ap[[r, j]];
+                    let gj = g[[r, j]];
+                    d[[r, j]] = if lo >= 0.0 {
+                        gj
+                    } else if up <= 0.0 {
+                        0.0
+                    } else if apj >= 0.0 {
+                        grads[k][[r, j]] = apj * gj;
+                        alpha[k][[r, j]] * gj
+                    } else {
+                        let slope = chord_slope(lo, up);
+                        slope * gj - slope * lo
+                    };
+                }
+            }
+            // A'_{k+1} = A_{k+1}·W_{k+1} and the constant gains A_{k+1}·b_{k+1}: G_{k+1} = D·W_{k+1}ᵀ + b_{k+1}.
+            let next = &self.layers[k + 1];
+            g = d.dot(&next.w.t());
+            for mut row in g.rows_mut() {
+                for (v, b) in row.iter_mut().zip(&next.b) {
+                    *v += b;
+                }
+            }
+        }
+        grads
     }
 
     /// Backward CROWN for a batch of rows: row `r` holds coefficients `a[r]` on the pre-activations of layer
     /// `top` (plus the constant `constants[r]`) of box `row_box[r]`; `layers[d]` are bounds of layers
     /// `0..top` over `boxes[d]`. Returns a sound lower bound of `a[r]·z_top + constants[r]` over the box per
     /// row, and the input coefficients of each row's final linear bound. All rows go through one matrix
-    /// product per layer, whatever box they belong to. `scores`, when given, accumulates the branching scores
-    /// of [`DenseReluNet::objective_lower_scored`].
+    /// product per layer, whatever box they belong to. `extras` carries the optional scores, slopes and tape.
     #[allow(clippy::too_many_arguments)]
     fn backward_rows(
         &self,
@@ -592,7 +766,7 @@ impl DenseReluNet {
         mut a: Array2<f64>,
         row_box: &[usize],
         constants: &[f64],
-        mut scores: Option<&mut Vec<Vec<f64>>>,
+        extras: &mut BackwardExtras,
     ) -> (Vec<f64>, Array2<f64>) {
         let rows = a.nrows();
         let nb = boxes.len();
@@ -639,6 +813,12 @@ impl DenseReluNet {
             if k == 0 {
                 break;
             }
+            if extras.record {
+                if extras.tape.len() != top {
+                    extras.tape = vec![Array2::zeros((0, 0)); top];
+                }
+                extras.tape[k - 1] = a.clone();
+            }
             for r in 0..rows {
                 let lb = &layers[row_box[r]][k - 1];
                 let mut ar = a.row_mut(r);
@@ -663,18 +843,26 @@ impl DenseReluNet {
                     if up <= 0.0 {
                         *aj = 0.0;
                     } else if *aj > 0.0 {
-                        if let Some(s) = scores.as_deref_mut() {
-                            s[k - 1][j] += 0.5 * *aj * up.min(-lo);
+                        if let Some(s) = extras.scores.get_mut(k - 1) {
+                            s[j] += 0.5 * *aj * up.min(-lo);
                         }
-                        // lower relaxation: 0 or z, whichever is closer on [lo, up]
-                        if up <= -lo {
+                        if let Some(al) = extras.alpha.get(k - 1) {
+                            // lower relaxation α·z with an optimized α ∈ [0, 1]
+                            let slope = al[[r, j]];
+                            if slope != 1.0 {
+                                let z = lo.abs().max(up.abs());
+                                err[r] += (2.0 * eps + 4.0 * U) * *aj * slope * z;
+                                *aj *= slope;
+                            }
+                        } else if up <= -lo {
+                            // lower relaxation: 0 or z, whichever is closer on [lo, up]
                             *aj = 0.0;
                         }
                     } else {
                         // a negative coefficient meets the upper chord s·(z − lo)
                         let slope = chord_slope(lo, up);
-                        if let Some(s) = scores.as_deref_mut() {
-                            s[k - 1][j] += aj.abs() * slope * -lo;
+                        if let Some(s) = extras.scores.get_mut(k - 1) {
+                            s[j] += aj.abs() * slope * -lo;
                         }
                         let z = lo.abs().max(up.abs());
                         err[r] += (2.0 * eps + 4.0 * U) * aj.abs() * slope * (z + lo.abs());
@@ -734,7 +922,15 @@ impl DenseReluNet {
         }
         let lower = {
             let layers: Vec<&[LayerBounds]> = out.iter().map(|db| &db.layers[..k]).collect();
-            self.backward_rows(k, boxes, &layers, a, &row_box, &vec![0.0; rows], None)
+            self.backward_rows(
+                k,
+                boxes,
+                &layers,
+                a,
+                &row_box,
+                &vec![0.0; rows],
+                &mut BackwardExtras::default(),
+            )
                 .0
         };
         for (p, &(d, j)) in picks.iter().enumerate() {

@@ -10,18 +10,21 @@
 //! bounds (a lower above an upper) prove the sub-domain empty.
 //!
 //! Branching: the unstable neuron whose relaxation costs the open constraints most (scores from the backward
-//! pass, see [`DenseReluNet::objective_lower_scored`]). Candidates: the input box vertex minimizing the worst
+//! pass, see [`nncert_bounds::dense::ObjectiveBound::scores`]). Candidates: the input box vertex minimizing the worst
 //! live constraint's linear lower bound, screened in f64 and checked by [`check_candidate`].
 
 use crate::bab::BabOutcome;
 use crate::check::{Counterexample, check_candidate};
 use crate::dense_bab::CaseRows;
-use nncert_bounds::dense::{DenseBounds, DenseReluNet};
+use nncert_bounds::dense::{DenseBounds, DenseReluNet, ObjectiveBound, ObjectiveOptions};
 use nncert_model::Graph;
 use nncert_spec::{InputBox, Property};
 use rayon::prelude::*;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// α-CROWN iterations on each sub-domain's objective.
+const ALPHA_ITERATIONS: usize = 8;
 
 /// Sub-domains bounded together by one task.
 const CHUNK: usize = 8;
@@ -137,7 +140,19 @@ fn decide(
         .filter(|&r| d.live.contains(&rows.owner[r]))
         .collect();
     let c = rows.c.select(ndarray::Axis(0), &live_rows);
-    let (lower, coeffs, scores) = net.objective_lower_scored(widened, &bounds, c.view(), true);
+    let ObjectiveBound {
+        lower,
+        coeffs,
+        scores,
+    } = net.objective_lower_with(
+        widened,
+        &bounds,
+        c.view(),
+        ObjectiveOptions {
+            scores: true,
+            alpha_iterations: ALPHA_ITERATIONS,
+        },
+    );
     let out = bounds.output();
     let ymag: Vec<f64> = out
         .lower
