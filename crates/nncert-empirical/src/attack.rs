@@ -158,10 +158,16 @@ pub(crate) fn loss_and_cotangent(
             let lse = zmax + sum.ln();
             let c = target.unwrap_or(y);
             let sign = if target.is_some() { -1.0 } else { 1.0 };
+            // p_c - 1 is computed as minus the other probabilities: no cancellation when p_c is close to 1.
+            let mut rest = 0.0;
             for j in 0..k {
-                let p = (z[j] as f64 - lse).exp();
-                cot[j] = (sign * (p - if j == c { 1.0 } else { 0.0 })) as f32;
+                if j != c {
+                    let p = (z[j] as f64 - lse).exp();
+                    rest += p;
+                    cot[j] = (sign * p) as f32;
+                }
             }
+            cot[c] = (-sign * rest) as f32;
             ((sign * (lse - z[c] as f64)) as f32, m)
         }
         (Loss::Dlr, _) if k < 3 || (target.is_some() && k < 4) => {
@@ -236,15 +242,15 @@ fn project(x: &mut [f32], x0: &[f32], eps: f32, norm: Norm, lo: &[f32], hi: &[f3
             }
         }
         Norm::L2 => {
-            let mut scale = 1.0f64;
-            for _ in 0..64 {
+            // Radial scaling, shrinking a little more on each retry: f32 rounding of x0 + δ can land just outside.
+            for k in 0..40 {
                 let n = distance(x.iter().copied(), x0.iter().copied(), Norm::L2);
                 if n <= eps as f64 {
                     break;
                 }
-                scale = (eps as f64 / n) * (1.0 - 1e-7 * scale.recip().min(1.0));
+                let f = eps as f64 / n * (1.0 - 1e-7 * f64::powi(2.0, k));
                 for i in 0..x.len() {
-                    let d = (x[i] as f64 - x0[i] as f64) * scale;
+                    let d = (x[i] as f64 - x0[i] as f64) * f;
                     x[i] = ((x0[i] as f64 + d) as f32).clamp(lo[i], hi[i]);
                 }
             }
