@@ -304,7 +304,10 @@ pub fn load(
     }
     let (mut lower, mut upper) = (vec![f32::NEG_INFINITY; per], vec![f32::INFINITY; per]);
     if let Some((lo, hi)) = pre.range {
-        if lo.partial_cmp(&hi).is_none_or(|o| o == std::cmp::Ordering::Greater) {
+        if lo
+            .partial_cmp(&hi)
+            .is_none_or(|o| o == std::cmp::Ordering::Greater)
+        {
             return Err(DataError::Preprocess(format!(
                 "input range [{lo}, {hi}] is empty"
             )));

@@ -667,7 +667,7 @@ fn square_fraction(i: usize, n: usize) -> f64 {
 /// (channels, height, width) of a per-sample shape; tabular data is one row of features.
 pub(crate) fn chw(shape: &[usize]) -> (usize, usize, usize) {
     match shape {
-        [c, h, w] => (*c, *h, *w),
+        [c, h, w] | [1, c, h, w] => (*c, *h, *w),
         [h, w] => (1, *h, *w),
         _ => (1, 1, shape.iter().product()),
     }
