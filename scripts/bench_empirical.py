@@ -153,7 +153,7 @@ def main():
     for m, a, b, s1, s2 in speed:
         print(f"| {m} | {a:,.0f} | {f'{b:,.0f}' if b else 'n/a'} | {s1:.2f} | {s2:.2f} |")
     for title, model, data, extra in [
-        ("digits MLP", "digits/mlp", "digits", ["--range", "0,1"]),
+        ("digits MLP", "digits/mlp", "digits", ["--range", "0,1", "--kind", "image", "--image-shape", "1,8,8"]),
         ("digits CNN", "digits/cnn", "digits", ["--range", "0,1"]),
         ("cancer MLP", "cancer/mlp", "cancer", []),
     ]:

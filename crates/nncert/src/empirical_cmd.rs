@@ -162,6 +162,10 @@ pub struct CorruptArgs {
     /// values). Default: image for [C, H, W] inputs, else tabular.
     #[arg(long)]
     kind: Option<Kind>,
+    /// Image shape `C,H,W` of the flattened samples, for image corruptions on a model that takes flat vectors
+    /// (e.g. 1,8,8 for the digits MLP). The model's input layout must be the row-major flattening of it.
+    #[arg(long, value_delimiter = ',', value_name = "C,H,W")]
+    image_shape: Vec<usize>,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -329,7 +333,18 @@ pub fn attack(a: AttackArgs) -> Result<u8> {
 /// Runs `nncert corrupt`; returns the exit code.
 pub fn corrupt(a: CorruptArgs) -> Result<u8> {
     let graph = nncert_model::load_model(&a.model)?;
-    let data = a.data.load(&graph)?;
+    let mut data = a.data.load(&graph)?;
+    if !a.image_shape.is_empty() {
+        let size: usize = a.image_shape.iter().product();
+        if a.image_shape.len() != 3 || size != data.features() {
+            bail!(
+                "--image-shape {:?} must be C,H,W with {} values per sample",
+                a.image_shape,
+                data.features()
+            );
+        }
+        data.shape = a.image_shape.clone();
+    }
     let model = Model::new(&graph)?;
     let kind = a.kind.unwrap_or(if data.shape.len() == 3 {
         Kind::Image

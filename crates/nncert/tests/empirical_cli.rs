@@ -173,6 +173,43 @@ fn corrupt_cancer_tabular_table() {
 }
 
 #[test]
+fn corrupt_digits_mlp_as_images() {
+    let mut args = vec!["corrupt", "examples/digits/mlp.onnx"];
+    args.extend(DIGITS);
+    args.extend(["--limit", "60", "--kind", "image", "--image-shape", "1,8,8"]);
+    let o = nncert(&args);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", text(&o.stderr));
+    let table = text(&o.stdout);
+    for c in [
+        "gaussian_noise",
+        "shot_noise",
+        "impulse_noise",
+        "gaussian_blur",
+        "brightness",
+        "contrast",
+        "pixelate",
+        "jpeg",
+    ] {
+        assert!(table.contains(c), "{c} missing from\n{table}");
+    }
+    // Image corruptions without a declared range are refused.
+    let o = nncert(&[
+        "corrupt",
+        "examples/digits/cnn.onnx",
+        "--data",
+        "examples/digits/x_test.npy",
+        "--labels",
+        "examples/digits/y_test.npy",
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        text(&o.stderr).contains("finite valid input range"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
 fn bad_inputs_are_clear_errors() {
     // Labels of another dataset: counts differ.
     let o = nncert(&[
