@@ -876,6 +876,8 @@ pub fn attack_samples(
             "ε must be a non-negative number, got {e}"
         )));
     }
+    // Rows are handed to the attacks as contiguous slices: a dataset built in another memory order is copied once.
+    let xs = data.x.as_standard_layout();
     let batch = opts.batch.max(1);
     let n = data.len();
     let starts: Vec<usize> = (0..n).step_by(batch).collect();
@@ -883,7 +885,7 @@ pub fn attack_samples(
         .par_iter()
         .map(|&s0| {
             let e0 = (s0 + batch).min(n);
-            let x0 = data.x.slice(s![s0..e0, ..]);
+            let x0 = xs.slice(s![s0..e0, ..]);
             let labels = &data.labels[s0..e0];
             let global: Vec<usize> = (s0..e0).collect();
             let clean = model.predict(x0)?;
@@ -1002,6 +1004,21 @@ fn margin_of(model: &Model, x: Vec<f32>, label: usize) -> f32 {
 
 fn check(model: &Model, data: &Dataset, opts: &AttackOptions) -> Result<(), EmpiricalError> {
     data.check_model(model.inputs(), model.classes())?;
+    if data.is_empty() {
+        return Err(EmpiricalError::Options(format!(
+            "{}: no samples to attack",
+            data.origin
+        )));
+    }
+    if data.lower.len() != data.features() || data.upper.len() != data.features() {
+        return Err(EmpiricalError::Options(format!(
+            "{}: the input range has {} / {} bounds for {} features",
+            data.origin,
+            data.lower.len(),
+            data.upper.len(),
+            data.features()
+        )));
+    }
     if opts.kind == AttackKind::Square && opts.norm == Norm::L2 {
         return Err(EmpiricalError::Options(
             "the Square attack is implemented for L∞ only (use --norm linf)".into(),

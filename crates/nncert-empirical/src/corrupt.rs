@@ -137,10 +137,27 @@ pub fn apply(
             c.name()
         )));
     }
-    let (mean, sd) = feature_stats(data);
+    if data.lower.len() != data.features() || data.upper.len() != data.features() {
+        return Err(EmpiricalError::Options(format!(
+            "{}: the input range has {} / {} bounds for {} features",
+            data.origin,
+            data.lower.len(),
+            data.upper.len(),
+            data.features()
+        )));
+    }
     let (ch, h, w) = chw(&data.shape);
+    if ch * h * w != data.features() {
+        return Err(EmpiricalError::Options(format!(
+            "{}: sample shape {:?} does not hold {} features",
+            data.origin,
+            data.shape,
+            data.features()
+        )));
+    }
+    let (mean, sd) = feature_stats(data);
     let p = c.param(severity);
-    let mut out = data.x.clone();
+    let mut out = data.x.as_standard_layout().into_owned();
     let nf = data.features().max(1);
     let flat = out.as_slice_mut().expect("standard layout");
     flat.par_chunks_mut(nf).enumerate().for_each(|(i, row)| {

@@ -177,7 +177,9 @@ pub struct CorruptArgs {
 /// Families of corruptions.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Kind {
+    /// Noise, blur, brightness, contrast, pixelate, JPEG.
     Image,
+    /// Feature noise, missing values.
     Tabular,
 }
 
