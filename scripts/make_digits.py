@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Trains the bundled empirical-testing examples and exports them to ONNX with PyTorch.
 
-    python3 scripts/make_digits.py [digits|cancer|all]
+    python3 scripts/make_digits.py [digits|cancer|all|goldens]
 
 digits: scikit-learn's load_digits (8x8 grey images, values scaled from 0..16 to [0, 1]); an MLP (64-128-64-10)
         and a small CNN (two 3x3 convolutions, then a linear layer). Outputs examples/digits/{mlp,cnn}.onnx.
 cancer: load_breast_cancer (30 features, standardized with the training split's mean and std); an MLP
         (30-32-16-2). Outputs examples/cancer/mlp.onnx.
 Each folder also gets x_test.npy (float32, in the model's input layout: [N, 64] for the MLP; the CNN takes the same
-rows reshaped to [N, 1, 8, 8]), y_test.npy (int64) and meta.json (split, preprocessing, accuracies).
+rows reshaped to [N, 1, 8, 8]), y_test.npy (int64), meta.json (split, preprocessing, accuracies) and
+ort_logits_<model>.npy (onnxruntime's outputs on x_test, the reference of nncert's evaluation test; `goldens`
+remakes only these).
 
 Needs torch, scikit-learn, numpy, onnx, onnxruntime. Deterministic (fixed seeds, one thread). CI does not run this:
 the outputs are committed.
@@ -144,9 +146,24 @@ def make_cancer():
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
+def save_goldens():
+    """onnxruntime's logits of every bundled model on its test set, for nncert's evaluation test (no retraining)."""
+    for d, models in [("digits", ["mlp", "cnn"]), ("cancer", ["mlp"])]:
+        out = ROOT / "examples" / d
+        x = np.load(out / "x_test.npy")
+        for m in models:
+            sess = ort.InferenceSession(str(out / f"{m}.onnx"), providers=["CPUExecutionProvider"])
+            xi = x.reshape(-1, 1, 8, 8) if m == "cnn" else x
+            np.save(out / f"ort_logits_{m}.npy", sess.run(None, {"input": xi})[0].astype(np.float32))
+
+
 if __name__ == "__main__":
     which = sys.argv[1] if len(sys.argv) > 1 else "all"
+    if which == "goldens":
+        save_goldens()
+        sys.exit(0)
     if which in ("digits", "all"):
         make_digits()
     if which in ("cancer", "all"):
         make_cancer()
+    save_goldens()
