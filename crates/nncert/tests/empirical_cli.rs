@@ -57,6 +57,10 @@ fn attack_digits_cnn_writes_checked_results_and_examples() {
         out.to_str().unwrap(),
         "--save-adv",
         adv.to_str().unwrap(),
+        "--minimal-eps",
+        "0.2",
+        "--bisection-steps",
+        "3",
     ]);
     let o = nncert(&args);
     assert_eq!(o.status.code(), Some(0), "stderr: {}", text(&o.stderr));
@@ -90,6 +94,20 @@ fn attack_digits_cnn_writes_checked_results_and_examples() {
         let a = r["robust_accuracy"].as_f64().unwrap();
         assert!(lo <= a && a <= hi);
         assert_eq!(r["samples"].as_array().unwrap().len(), 48);
+    }
+    let minimal = doc["minimal_eps"].as_array().unwrap();
+    assert_eq!(minimal.len(), 48);
+    let first = res[0]["samples"].as_array().unwrap();
+    for (m, s) in minimal.iter().zip(first) {
+        if s["clean_pred"] != s["label"] {
+            assert_eq!(
+                m.as_f64(),
+                Some(0.0),
+                "a misclassified sample has minimal ε 0"
+            );
+        } else if let Some(e) = m.as_f64() {
+            assert!(e > 0.0 && e <= 0.2, "minimal ε {e} outside (0, 0.2]");
+        }
     }
     // Saved examples: in the ball and range, and misclassified when re-executed by `nncert eval`.
     let (xs, x) = read_npy_f32(&repo().join("examples/digits/x_test.npy"));
