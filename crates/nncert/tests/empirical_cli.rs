@@ -289,3 +289,80 @@ fn bad_inputs_are_clear_errors() {
     let o = nncert(&args);
     assert_eq!(o.status.code(), Some(3));
 }
+
+#[test]
+fn csv_and_png_folder_data_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    // The cancer test set as CSV with a header, label first.
+    let (xs, x) = read_npy_f32(&repo().join("examples/cancer/x_test.npy"));
+    let labels = {
+        let bytes = std::fs::read(repo().join("examples/cancer/y_test.npy")).unwrap();
+        npyz::NpyFile::new(&bytes[..])
+            .unwrap()
+            .into_vec::<i64>()
+            .unwrap()
+    };
+    let f = xs[1] as usize;
+    let mut csv = String::from("label");
+    for j in 0..f {
+        csv += &format!(",f{j}");
+    }
+    csv += "\n";
+    for (i, l) in labels.iter().enumerate() {
+        csv += &l.to_string();
+        for v in &x[i * f..(i + 1) * f] {
+            csv += &format!(",{v:e}");
+        }
+        csv += "\n";
+    }
+    let path = dir.path().join("cancer.csv");
+    std::fs::write(&path, csv).unwrap();
+    let o = nncert(&[
+        "attack",
+        "examples/cancer/mlp.onnx",
+        "--data",
+        path.to_str().unwrap(),
+        "--label-column",
+        "0",
+        "--eps",
+        "0.5",
+        "--attack",
+        "fgsm",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("clean accuracy 0.9474"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    // Two digits as 8x8 PNGs in class folders 0/ and 1/, read back with the 1/255 default scale.
+    let (_, dx) = read_npy_f32(&repo().join("examples/digits/x_test.npy"));
+    for (k, class) in ["0", "1"].iter().enumerate() {
+        std::fs::create_dir_all(dir.path().join("png").join(class)).unwrap();
+        let pix: Vec<u8> = dx[k * 64..(k + 1) * 64]
+            .iter()
+            .map(|v| (v * 255.0).round() as u8)
+            .collect();
+        image::GrayImage::from_raw(8, 8, pix)
+            .unwrap()
+            .save(dir.path().join("png").join(class).join("a.png"))
+            .unwrap();
+    }
+    let o = nncert(&[
+        "attack",
+        "examples/digits/cnn.onnx",
+        "--data",
+        dir.path().join("png").to_str().unwrap(),
+        "--range",
+        "0,1",
+        "--eps",
+        "0.05",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("2 samples of shape [1, 8, 8]"),
+        "{}",
+        text(&o.stderr)
+    );
+}
