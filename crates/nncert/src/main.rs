@@ -1,6 +1,7 @@
 //! `nncert`: robustness assessment of neural networks. The binary is thin: it parses arguments, calls the
 //! library crates and maps results to output files and exit codes.
 
+mod empirical_cmd;
 mod io;
 mod stats_cmd;
 
@@ -94,6 +95,21 @@ enum Command {
     Smooth(stats_cmd::SmoothArgs),
     /// Failure probability of a property under an input distribution (Monte Carlo or multilevel splitting).
     Estimate(stats_cmd::EstimateArgs),
+    /// Adversarial attacks on a labelled dataset: robust accuracy per ε with 95% Clopper-Pearson intervals.
+    ///
+    /// Every counted success is an adversarial example inside the ε-ball and the valid input range, re-executed
+    /// with the f32 model. Robust accuracy from attacks is an upper bound (a stronger attack can only lower it).
+    /// Exit code 0 when the assessment ran, 3 on errors.
+    ///
+    /// Example: nncert attack examples/digits/mlp.onnx --data examples/digits/x_test.npy
+    /// --labels examples/digits/y_test.npy --range 0,1 --eps 0.02,0.05,0.1 --attack ensemble --out result.json
+    Attack(empirical_cmd::AttackArgs),
+    /// Accuracy under common corruptions (noise, blur, brightness, contrast, pixelate, JPEG; or tabular feature
+    /// noise and missing values) at five severities, with performance drop and mean corruption error.
+    ///
+    /// Example: nncert corrupt examples/digits/cnn.onnx --data examples/digits/x_test.npy
+    /// --labels examples/digits/y_test.npy --range 0,1
+    Corrupt(empirical_cmd::CorruptArgs),
 }
 
 fn main() -> ExitCode {
@@ -136,6 +152,8 @@ fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Smooth(args) => stats_cmd::smooth(args),
         Command::Estimate(args) => stats_cmd::estimate(args),
+        Command::Attack(args) => empirical_cmd::attack(args),
+        Command::Corrupt(args) => empirical_cmd::corrupt(args),
         Command::Inspect { model, graph } => io::inspect(&model, graph).map(|_| 0),
         Command::Eval {
             model,
