@@ -33,8 +33,21 @@ pub const WORKFLOW: [(&str, &str); 5] = [
 ];
 
 /// Rows `(clause, topic, where nncert addresses it, status)` of the ISO/IEC 24029 mapping table.
-pub fn iso24029_rows(families: &[MethodFamily], kinds: &[PropertyKind]) -> Vec<[String; 4]> {
-    let has = |f: MethodFamily| families.contains(&f);
+/// `ran`: families with at least one evidence record; `planned`: families the plan selected.
+pub fn iso24029_rows(
+    ran: &[MethodFamily],
+    planned: &[MethodFamily],
+    kinds: &[PropertyKind],
+) -> Vec<[String; 4]> {
+    let fam_status = |f: MethodFamily| -> String {
+        if ran.contains(&f) {
+            "addressed".into()
+        } else if planned.contains(&f) {
+            "planned, not run (no engine in this build)".into()
+        } else {
+            "not in this plan".into()
+        }
+    };
     let kind = |k: PropertyKind| kinds.contains(&k);
     let status = |b: bool| if b { "addressed" } else { "not in this plan" }.to_string();
     vec![
@@ -54,19 +67,19 @@ pub fn iso24029_rows(families: &[MethodFamily], kinds: &[PropertyKind]) -> Vec<[
             "24029-1, clause 5".into(),
             "Statistical methods".into(),
             "Statistical engine records (confidence in figures)".into(),
-            status(has(MethodFamily::Statistical)),
+            fam_status(MethodFamily::Statistical),
         ],
         [
             "24029-1, clause 6".into(),
             "Formal methods".into(),
             "Formal engine: bound propagation, branch-and-bound, checked counterexamples".into(),
-            status(has(MethodFamily::Formal)),
+            fam_status(MethodFamily::Formal),
         ],
         [
             "24029-1, clause 7".into(),
             "Empirical methods".into(),
             "Empirical engine records (attacks, corruptions)".into(),
-            status(has(MethodFamily::Empirical)),
+            fam_status(MethodFamily::Empirical),
         ],
         [
             "24029-2, clause 5 (domain)".into(),
@@ -195,7 +208,7 @@ pub const EU_AI_ACT: [[&str; 3]; 6] = [
     [
         "Annex IV 2(g)",
         "Test logs and reports, dated and signed by the responsible persons",
-        "Audit trail (section 3); `nncert sign` / `nncert verify-report`",
+        "Audit trail (section 3); signature by nncert sign, checked by nncert verify-report",
     ],
 ];
 

@@ -39,8 +39,8 @@ pub fn class_label(r: &EvidenceRecord) -> String {
         Completeness::Incomplete => "incomplete",
     };
     let s = match r.method.soundness {
-        Soundness::SoundReal => "sound (real arithmetic)",
-        Soundness::SoundFloat => "sound (floating point)",
+        Soundness::SoundReal => "sound for the real-valued network",
+        Soundness::SoundFloat => "sound for floating-point execution",
         Soundness::Unsound => "no proof",
     };
     let d = match r.method.determinism {
@@ -59,8 +59,73 @@ fn series_title(kind: SeriesKind) -> &'static str {
     }
 }
 
-/// The charts of all series in `ev`, one per series kind (kinds in a fixed order), as `(title, svg)`.
+/// Series derived from formal records: for each stability property checked at two or more budgets, the
+/// fraction of its points proved at each budget (certified accuracy when the plan gives true labels).
+pub fn derived_series(ev: &EvidenceFile) -> Vec<Series> {
+    let labelled = ev.plan.data.labels.is_some();
+    let mut out = Vec::new();
+    for p in ev
+        .plan
+        .properties
+        .iter()
+        .filter(|p| p.kind == PropertyKind::Stability)
+    {
+        let mut by_eps: Vec<(f64, usize, usize)> = Vec::new();
+        for r in ev
+            .records
+            .iter()
+            .filter(|r| r.property_id == p.id && r.method.family == MethodFamily::Formal)
+        {
+            let Some(eps) = r
+                .figures
+                .iter()
+                .find(|f| f.name == "epsilon")
+                .map(|f| f.value)
+            else {
+                continue;
+            };
+            let proved = usize::from(r.verdict == Verdict::Proved);
+            match by_eps.iter_mut().find(|e| e.0 == eps) {
+                Some(e) => {
+                    e.1 += proved;
+                    e.2 += 1;
+                }
+                None => by_eps.push((eps, proved, 1)),
+            }
+        }
+        if by_eps.len() < 2 {
+            continue;
+        }
+        by_eps.sort_by(|a, b| a.0.total_cmp(&b.0));
+        out.push(Series {
+            name: format!("{} (formal)", p.id),
+            kind: SeriesKind::CertifiedAccuracyVsRadius,
+            x_label: format!(
+                "radius ε ({})",
+                if p.norm == crate::plan::Norm::L2 {
+                    "L2"
+                } else {
+                    "L∞"
+                }
+            ),
+            y_label: if labelled {
+                "certified accuracy".into()
+            } else {
+                "fraction of points proved stable".into()
+            },
+            points: by_eps
+                .iter()
+                .map(|&(e, k, n)| [e, k as f64 / n as f64])
+                .collect(),
+        });
+    }
+    out
+}
+
+/// The charts of all series in `ev` (records' and [`derived_series`]), one per series kind (kinds in a fixed
+/// order), as `(title, svg)`.
 pub fn charts(ev: &EvidenceFile) -> Vec<(String, String)> {
+    let derived = derived_series(ev);
     let kinds = [
         SeriesKind::RobustAccuracyVsEps,
         SeriesKind::CertifiedAccuracyVsRadius,
@@ -74,6 +139,7 @@ pub fn charts(ev: &EvidenceFile) -> Vec<(String, String)> {
                 .records
                 .iter()
                 .flat_map(|r| r.series.iter())
+                .chain(derived.iter())
                 .filter(|s| s.kind == k)
                 .collect();
             (!s.is_empty()).then(|| {
@@ -85,8 +151,12 @@ pub fn charts(ev: &EvidenceFile) -> Vec<(String, String)> {
         .collect()
 }
 
-fn families(ev: &EvidenceFile) -> Vec<MethodFamily> {
-    ev.plan.families().0
+/// Families that produced evidence.
+fn ran(ev: &EvidenceFile) -> Vec<MethodFamily> {
+    MethodFamily::ALL
+        .into_iter()
+        .filter(|f| ev.records.iter().any(|r| r.method.family == *f))
+        .collect()
 }
 
 fn kinds(ev: &EvidenceFile) -> Vec<PropertyKind> {
@@ -325,26 +395,28 @@ pub fn html(ev: &EvidenceFile, gate: &[GateResult]) -> String {
         let _ = write!(
             h,
             "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}<br><span class=\"muted\">{}</span></td>\
-             <td class=\"v-{v}\">{v}</td><td>{}</td><td>{} s</td></tr>",
+             <td class=\"v-{v}\">{v}</td><td>{}</td><td>{:.3} s</td></tr>",
             esc(&r.check_id),
             r.kind.name(),
             esc(&r.description),
             esc(&r.method.name),
             esc(&class_label(r)),
             esc(&r.reason),
-            fmt_num(r.timing.elapsed_s)
+            r.timing.elapsed_s
         );
     }
     h.push_str("</table>");
+    // `point` and `epsilon` only identify a check (they are in its description); the rest are measurements.
+    let measured = |f: &&crate::evidence::Figure| f.name != "point" && f.name != "epsilon";
     let with_figures: Vec<&EvidenceRecord> = ev
         .records
         .iter()
-        .filter(|r| !r.figures.is_empty())
+        .filter(|r| r.figures.iter().any(|f| measured(&f)))
         .collect();
     if !with_figures.is_empty() {
         h.push_str("<h3>Figures</h3><table><tr><th>Check</th><th>Figure</th><th>Value</th></tr>");
         for r in with_figures {
-            for f in &r.figures {
+            for f in r.figures.iter().filter(measured) {
                 let _ = write!(
                     h,
                     "<tr><td><code>{}</code></td><td>{}</td><td>{} {}</td></tr>",
@@ -397,7 +469,7 @@ pub fn html(ev: &EvidenceFile, gate: &[GateResult]) -> String {
 
     // 6. Compliance mapping.
     h.push_str("<h2>6. Mapping to standards and regulation</h2><p class=\"muted\">Paraphrased; clause numbers refer to ISO/IEC TR 24029-1:2021 and ISO/IEC 24029-2:2023 and should be checked against the editions in use.</p><h3>ISO/IEC 24029-1 / 24029-2</h3><table><tr><th>Clause</th><th>Topic</th><th>In this report</th><th>Status</th></tr>");
-    for row in compliance::iso24029_rows(&families(ev), &kinds(ev)) {
+    for row in compliance::iso24029_rows(&ran(ev), &ev.plan.families().0, &kinds(ev)) {
         let _ = write!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -509,7 +581,7 @@ fn cex_html(
         }
         h.push_str("<tr><td>counterexample</td>");
         for v in &c.input {
-            let _ = write!(h, "<td class=\"mono\">{v:e}</td>");
+            let _ = write!(h, "<td class=\"mono\">{v}</td>");
         }
         h.push_str("</tr></table>");
     }
@@ -673,7 +745,7 @@ pub fn markdown(ev: &EvidenceFile, gate: &[GateResult]) -> String {
             }
         }
         if let Some(c) = &r.counterexample {
-            let xs: Vec<String> = c.input.iter().map(|v| format!("{v:e}")).collect();
+            let xs: Vec<String> = c.input.iter().map(|v| format!("{v}")).collect();
             let ys: Vec<String> = c.output.iter().map(|v| fmt_num(*v)).collect();
             let _ = writeln!(
                 m,
@@ -683,6 +755,19 @@ pub fn markdown(ev: &EvidenceFile, gate: &[GateResult]) -> String {
                 xs.join(", "),
                 ys.join(", ")
             );
+        }
+    }
+    for s in derived_series(ev) {
+        let _ = writeln!(
+            m,
+            "\n**{}** — {}\n\n| {} | {} |\n|---|---|",
+            series_title(s.kind),
+            md(&s.name),
+            md(&s.x_label),
+            md(&s.y_label)
+        );
+        for pt in &s.points {
+            let _ = writeln!(m, "| {} | {} |", fmt_num(pt[0]), fmt_num(pt[1]));
         }
     }
     m.push_str("\n## 5. Interpretation\n\n");
@@ -699,7 +784,7 @@ pub fn markdown(ev: &EvidenceFile, gate: &[GateResult]) -> String {
         );
     }
     m.push_str("\n## 6. Mapping to standards and regulation\n\n| Clause | Topic | In this report | Status |\n|---|---|---|---|\n");
-    for row in compliance::iso24029_rows(&families(ev), &kinds(ev)) {
+    for row in compliance::iso24029_rows(&ran(ev), &ev.plan.families().0, &kinds(ev)) {
         let _ = writeln!(m, "| {} | {} | {} | {} |", row[0], row[1], row[2], row[3]);
     }
     m.push_str("\n| ISO/IEC TR 24028 dimension | Status | How |\n|---|---|---|\n");

@@ -72,9 +72,14 @@ pub fn line_chart(title: &str, series: &[&Series]) -> String {
         let mut v = (lo / step).ceil() * step;
         let mut n = 0;
         while v <= hi + step * 1e-9 && n < 20 {
-            let label = format!("{}", (v / step).round() * step);
-            let label = if label.len() > 8 {
-                format!("{v:.3}")
+            // As many decimals as the step needs, so labels read 0.05, 0.1, 0.15 and not 0.150000.
+            let decimals = (-step.log10().floor()).max(0.0) as usize + 1;
+            let label = format!("{:.*}", decimals, (v / step).round() * step);
+            let label = if label.contains('.') {
+                label
+                    .trim_end_matches('0')
+                    .trim_end_matches('.')
+                    .to_string()
             } else {
                 label
             };

@@ -15,8 +15,8 @@ use nncert_model::{Graph, GraphBuilder};
 use nncert_report::audit;
 use nncert_report::evidence::{
     Artifact, Audit, Budget, Completeness, CounterexampleData, Determinism, EvidenceFile,
-    EvidenceRecord, MethodFamily, MethodInfo, NotRun, ProofScope, SCHEMA_VERSION, Soundness,
-    Timing, Tool, Verdict,
+    EvidenceRecord, Figure, MethodFamily, MethodInfo, NotRun, ProofScope, SCHEMA_VERSION,
+    Soundness, Timing, Tool, Verdict,
 };
 use nncert_report::gate;
 use nncert_report::plan::{Norm, Perturbation, Plan, PropertyKind};
@@ -51,6 +51,8 @@ struct Check {
     /// For L2 checks, the L2 radius a counterexample must respect (the box is the L∞ ball around it).
     l2: Option<f64>,
     scope: ProofScope,
+    /// Figures that identify the check (point index, budget), for derived charts.
+    figures: Vec<Figure>,
 }
 
 /// An engine of the registry: the method family it belongs to and how it answers a check.
@@ -123,8 +125,9 @@ impl Engine for FormalEngine {
         let (verdict, name, reason) = match &result.verdict {
             nncert_verify::Verdict::Unsat { method } => (
                 Verdict::Proved,
-                method.clone(),
-                "no input of the region reaches the bad outputs".to_string(),
+                // The short name for tables; the full description (with the rounding treatment) is the reason.
+                method.split(" (").next().unwrap_or(method).to_string(),
+                format!("no input of the region reaches the bad outputs: proved by {method}"),
             ),
             nncert_verify::Verdict::Sat(c) => {
                 // For semantic checks the counterexample is in parameter space: map it to the input it produces.
@@ -214,7 +217,7 @@ impl Engine for FormalEngine {
             reason,
             scope,
             counterexample,
-            figures: vec![],
+            figures: check.figures.clone(),
             series: vec![],
             timing: Timing {
                 started,
@@ -338,6 +341,14 @@ fn one_case(
     }
 }
 
+fn fig(name: &str, value: f64) -> Figure {
+    Figure {
+        name: name.into(),
+        value,
+        unit: None,
+    }
+}
+
 fn fmt_eps(e: f64) -> String {
     format!("{e}")
 }
@@ -439,6 +450,7 @@ fn build_checks(
                         transformed: Some(ti),
                         reference: Some(x0.clone()),
                         l2: None,
+                        figures: vec![fig("point", k as f64)],
                         scope: ProofScope {
                             holds_for: format!(
                                 "all inputs c·x{k} + b + δ with |b| ≤ {}, |c − 1| ≤ {}, ‖δ‖∞ ≤ {} (compiled as an \
@@ -524,6 +536,7 @@ fn build_checks(
                             transformed: None,
                             reference: Some(x0.clone()),
                             l2: (p.norm == Norm::L2).then_some(eps),
+                            figures: vec![fig("point", k as f64), fig("epsilon", eps)],
                             scope: ProofScope {
                                 holds_for: format!("{holds}{l2_note}"),
                                 under: under.clone(),
@@ -573,6 +586,7 @@ fn build_checks(
                         transformed: None,
                         reference: Some(x0.clone()),
                         l2: None,
+                        figures: vec![fig("point", k as f64)],
                         scope: ProofScope {
                             holds_for: format!(
                                 "decision stays {} when {} take any values in their domain ranges, the other \
@@ -640,6 +654,7 @@ fn build_checks(
                     transformed: None,
                     reference: None,
                     l2: None,
+                    figures: vec![],
                     scope: ProofScope {
                         holds_for: holds,
                         under: under.clone(),
