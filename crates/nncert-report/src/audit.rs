@@ -255,7 +255,8 @@ pub fn verify_dir(dir: &Path, pubkey_path: &Path) -> Result<String, ReportError>
         }
     }
     let ev_path = dir.join("evidence.json");
-    let ev = read_evidence(&ev_path)?;
+    // The signature matched, so an unreadable evidence file was signed that way: still not a valid report.
+    let ev = read_evidence(&ev_path).map_err(|e| ReportError::Tampered(e.to_string()))?;
     check_chain(&ev.records).map_err(|m| ReportError::Tampered(format!("evidence.json: {m}")))?;
     Ok(format!(
         "OK: {} signed by {}; {} evidence records, hash chain intact",
