@@ -193,7 +193,7 @@ code,.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;word
 .banner.fail{background:#ffd6d6}.workflow{display:flex;gap:6px;flex-wrap:wrap;margin:10px 0}.workflow div{flex:1;\
 min-width:170px;background:#eef0f5;border-radius:6px;padding:8px;font-size:13px}.workflow b{display:block}\
 .muted{color:#555;font-size:13px}.chart{border:1px solid #ccd;margin:6px 12px 12px 0}\
-.scope td:first-child{width:180px}";
+.scope td:first-child{width:180px}td.t{white-space:nowrap}";
 
 /// The self-contained HTML report.
 pub fn html(ev: &EvidenceFile, gate: &[GateResult]) -> String {
@@ -386,7 +386,13 @@ pub fn html(ev: &EvidenceFile, gate: &[GateResult]) -> String {
             g.total,
             fmt_num(g.threshold * 100.0),
             if g.passed { "pass" } else { "fail" },
-            if g.passed { "PASS" } else { "FAIL" }
+            if g.passed && g.threshold == 0.0 {
+                "PASS (informative: nothing required)"
+            } else if g.passed {
+                "PASS"
+            } else {
+                "FAIL"
+            }
         );
     }
     h.push_str("</table><h3>Verdicts</h3><table id=\"verdicts\"><tr><th>Check</th><th>Kind</th><th>What was checked</th><th>Method (class)</th><th>Verdict</th><th>Reason</th><th>Time</th></tr>");
@@ -395,7 +401,7 @@ pub fn html(ev: &EvidenceFile, gate: &[GateResult]) -> String {
         let _ = write!(
             h,
             "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}<br><span class=\"muted\">{}</span></td>\
-             <td class=\"v-{v}\">{v}</td><td>{}</td><td>{:.3} s</td></tr>",
+             <td class=\"v-{v}\">{v}</td><td>{}</td><td class=\"t\">{:.3} s</td></tr>",
             esc(&r.check_id),
             r.kind.name(),
             esc(&r.description),

@@ -454,7 +454,7 @@ fn build_checks(
                         scope: ProofScope {
                             holds_for: format!(
                                 "all inputs c·x{k} + b + δ with |b| ≤ {}, |c − 1| ≤ {}, ‖δ‖∞ ≤ {} (compiled as an \
-                                 affine layer prepended to the network; not clipped to the domain ranges)",
+                                 affine layer prepended to the network, with x{k} rounded to f32; not clipped to the domain ranges)",
                                 sem.brightness, sem.contrast, sem.noise
                             ),
                             under: under.clone(),
@@ -578,7 +578,7 @@ fn build_checks(
                         id: format!("{}/p{k}", p.id),
                         prop: pi,
                         description: format!(
-                            "point {k} (label {}): {} over their whole domain ranges",
+                            "point {k} (label {}): {} varied over the whole domain range",
                             labels[k],
                             feats.join(", ")
                         ),
@@ -968,5 +968,37 @@ pub fn verify_report(dir: &Path, pubkey: &Path) -> Result<u8> {
             Ok(VERIFY_FAILED_EXIT)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The prepended affine layer computes exactly `c·x0 + b + δ`: the transformed network at θ equals the model
+    /// at `apply_semantic(x0, θ)`.
+    #[test]
+    fn semantic_transform_matches_the_perturbed_input() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/toy/toy.onnx");
+        let graph = nncert_model::load_model(&path).expect("toy model");
+        // Values exact in f32, so the f32 weights of the prepended layer hold x0 exactly.
+        let x0 = [0.25, -0.5, 0.125, 0.75, -1.0];
+        let g = prepend_semantic(&graph, &x0).expect("transform");
+        assert_eq!(g.input_size(), 7);
+        let theta = [0.03, -0.02, 0.001, -0.004, 0.0, 0.002, 0.005];
+        let x = apply_semantic(&x0, &theta);
+        let y_t = Evaluator::<f64>::new(&g)
+            .forward(
+                Array2::from_shape_vec((1, 7), theta.to_vec())
+                    .expect("shape")
+                    .view(),
+            )
+            .expect("eval");
+        let y = Evaluator::<f64>::new(&graph)
+            .forward(Array2::from_shape_vec((1, 5), x).expect("shape").view())
+            .expect("eval");
+        for (a, b) in y_t.iter().zip(y.iter()) {
+            assert!((a - b).abs() < 1e-9, "{a} vs {b}");
+        }
     }
 }
