@@ -166,8 +166,24 @@ fn kinds(ev: &EvidenceFile) -> Vec<PropertyKind> {
     k
 }
 
+/// A warning that the acceptance rests on fewer method families than planned.
+fn not_run_note(ev: &EvidenceFile) -> String {
+    if ev.not_run.is_empty() {
+        return String::new();
+    }
+    let names: Vec<&str> = ev.not_run.iter().map(|n| n.family.name()).collect();
+    format!(
+        " Planned but not run: {} methods — acceptance rests on the evidence of the other families only.",
+        names.join(", ")
+    )
+}
+
 fn fmt_num(v: f64) -> String {
-    if v == 0.0 || (v.abs() >= 1e-3 && v.abs() < 1e5) {
+    // Plan values such as 0.379688 are shown as written (shortest exact form); long computed values are rounded.
+    let short = format!("{v}");
+    if short.len() <= 10 {
+        short
+    } else if v.abs() >= 1e-3 && v.abs() < 1e5 {
         format!("{v:.5}")
             .trim_end_matches('0')
             .trim_end_matches('.')
@@ -233,14 +249,15 @@ pub fn html(ev: &EvidenceFile, gate: &[GateResult]) -> String {
     let _ = write!(
         h,
         "<div class=\"banner {}\">{}: {} of {} properties meet their acceptance threshold. Checks: {} proved, {} \
-         counterexample, {} inconclusive.</div>",
+         counterexample, {} inconclusive.{}</div>",
         if ok { "pass" } else { "fail" },
         if ok { "ACCEPTED" } else { "NOT ACCEPTED" },
         gate.len() - nfail,
         gate.len(),
         proved,
         cex,
-        inc
+        inc,
+        not_run_note(ev)
     );
     h.push_str("<div class=\"workflow\">");
     for (i, (step, what)) in compliance::WORKFLOW.iter().enumerate() {
@@ -631,6 +648,10 @@ pub fn markdown(ev: &EvidenceFile, gate: &[GateResult]) -> String {
         gate.len() - nfail,
         gate.len()
     );
+    let note = not_run_note(ev);
+    if !note.is_empty() {
+        let _ = writeln!(m, "{}\n", note.trim());
+    }
     let _ = writeln!(
         m,
         "## 1. Goals\n\n| | |\n|---|---|\n| System | {} (version {}) |\n| Intended use | {} |\n| Criticality | {} |\n| Owner | {} |\n",
