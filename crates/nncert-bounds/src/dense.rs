@@ -106,7 +106,10 @@ struct BackwardExtras {
 }
 
 fn has_unstable(l: &LayerBounds) -> bool {
-    l.lower.iter().zip(&l.upper).any(|(lo, up)| *lo < 0.0 && *up > 0.0)
+    l.lower
+        .iter()
+        .zip(&l.upper)
+        .any(|(lo, up)| *lo < 0.0 && *up > 0.0)
 }
 
 struct DenseLayer {
@@ -599,8 +602,15 @@ impl DenseReluNet {
             &mut extras,
         );
         let scores = std::mem::take(&mut extras.scores);
-        if options.alpha_iterations > 0 && hidden.iter().any(|l| has_unstable(l)) {
-            self.optimize_alpha(bx, hidden, c, options.alpha_iterations, &mut lower, &mut coeffs);
+        if options.alpha_iterations > 0 && hidden.iter().any(has_unstable) {
+            self.optimize_alpha(
+                bx,
+                hidden,
+                c,
+                options.alpha_iterations,
+                &mut lower,
+                &mut coeffs,
+            );
         }
         // Backward CROWN is not always tighter than the output's own bounds: keep the better.
         let out = bounds.output();
@@ -706,7 +716,11 @@ impl DenseReluNet {
         let mut xstar = Array2::<f64>::zeros((rows, n0));
         for r in 0..rows {
             for t in 0..n0 {
-                xstar[[r, t]] = if a0[[r, t]] >= 0.0 { bx.lower[t] } else { bx.upper[t] };
+                xstar[[r, t]] = if a0[[r, t]] >= 0.0 {
+                    bx.lower[t]
+                } else {
+                    bx.upper[t]
+                };
             }
         }
         // G_0 = W_0 x* + b_0, [rows, n_0].
@@ -931,7 +945,7 @@ impl DenseReluNet {
                 &vec![0.0; rows],
                 &mut BackwardExtras::default(),
             )
-                .0
+            .0
         };
         for (p, &(d, j)) in picks.iter().enumerate() {
             let lb = &mut out[d].layers[k];

@@ -1,6 +1,7 @@
 //! `nncert`: robustness assessment of neural networks. The binary is thin: it parses arguments, calls the
 //! library crates and maps results to output files and exit codes.
 
+mod assess_cmd;
 mod empirical_cmd;
 mod io;
 mod stats_cmd;
@@ -17,7 +18,9 @@ Exit codes:
   0  unsat: the property is proved (no counterexample exists)
   1  sat: a counterexample was found and checked
   2  unknown or timeout
-  3  error (bad arguments, unreadable or unsupported model or property)";
+  3  error (bad arguments, unreadable or unsupported model or property)
+  4  assess --gate: an acceptance threshold failed (one line per failed check is printed)
+  5  verify-report: the signed report was altered or the signature does not match";
 
 /// Robustness assessment of neural networks (ISO/IEC 24029): formal verification, testing, evidence.
 #[derive(Parser, Debug)]
@@ -110,6 +113,45 @@ enum Command {
     /// Example: nncert corrupt examples/digits/cnn.onnx --data examples/digits/x_test.npy
     /// --labels examples/digits/y_test.npy --range 0,1
     Corrupt(empirical_cmd::CorruptArgs),
+    /// Run an assessment plan (plan.toml): every check through the engine registry, with resumable state;
+    /// writes evidence.json, report.html and report.md to --out.
+    #[command(after_help = EXIT_CODES)]
+    Assess {
+        /// The plan (TOML; see examples/toy/plan.toml and schemas/plan.schema.json).
+        plan: PathBuf,
+        /// Output folder (created); holds state.jsonl, so a re-run resumes where the last one stopped.
+        #[arg(long)]
+        out: PathBuf,
+        /// Exit with code 4 when a property misses its acceptance threshold.
+        #[arg(long)]
+        gate: bool,
+        /// Write JUnit XML here (one suite per property, one case per check).
+        #[arg(long)]
+        junit: Option<PathBuf>,
+    },
+    /// Make an Ed25519 key pair: the secret key in --out (mode 0600), the public key in <out>.pub.
+    Keygen {
+        /// Where to write the secret key.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a report folder (evidence.json, report.html, report.md) into DIR/signature.json.
+    Sign {
+        /// The report folder written by `assess`.
+        dir: PathBuf,
+        /// The secret key from `keygen`.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Check a signed report folder: signature, file hashes and the evidence hash chain (exit 5 if altered).
+    #[command(after_help = EXIT_CODES)]
+    VerifyReport {
+        /// The report folder.
+        dir: PathBuf,
+        /// The public key (<key>.pub from `keygen`).
+        #[arg(long)]
+        pubkey: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -218,5 +260,14 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(result.verdict.exit_code() as u8)
         }
+        Command::Assess {
+            plan,
+            out,
+            gate,
+            junit,
+        } => assess_cmd::assess(&plan, &out, gate, junit.as_deref()),
+        Command::Keygen { out } => assess_cmd::keygen(&out),
+        Command::Sign { dir, key } => assess_cmd::sign(&dir, &key),
+        Command::VerifyReport { dir, pubkey } => assess_cmd::verify_report(&dir, &pubkey),
     }
 }
