@@ -9,8 +9,8 @@
 
 use crate::bab::BabOutcome;
 use crate::check::{Counterexample, check_candidate};
-use ndarray::Array2;
-use nncert_bounds::dense::{DenseBounds, DenseReluNet};
+use ndarray::{Array2, ArrayView2};
+use nncert_bounds::dense::{DenseBounds, DenseReluNet, LayerBounds};
 use nncert_model::Graph;
 use nncert_spec::{InputBox, Property};
 use rayon::prelude::*;
@@ -47,6 +47,13 @@ enum Step {
     Stuck,
 }
 
+/// A disjunct the bounds did not refute, with its best row (index into the live rows) and that row's gap.
+pub(crate) struct OpenDisjunct {
+    pub disjunct: usize,
+    pub row: usize,
+    pub gap: f64,
+}
+
 /// The constraint rows of one case, flattened: `rows[r]` belongs to disjunct `owner[r]`.
 pub(crate) struct CaseRows {
     pub c: Array2<f64>,
@@ -79,6 +86,77 @@ impl CaseRows {
             owner,
             n_disjuncts: case.output.disjuncts.len(),
         }
+    }
+
+    /// The rows of the disjuncts in `live`, as indices into `self.c`.
+    pub fn live_rows(&self, live: &[usize]) -> Vec<usize> {
+        (0..self.owner.len())
+            .filter(|&r| live.contains(&self.owner[r]))
+            .collect()
+    }
+
+    /// Refutes what the lower bounds `lower` (one per row of `live_rows`, whose coefficients are `c`) can:
+    /// returns, for each disjunct of `live` left standing, its best row (index into `live_rows`) and that
+    /// row's gap (bound minus right-hand side, negative while open).
+    pub fn open_disjuncts(
+        &self,
+        live: &[usize],
+        live_rows: &[usize],
+        c: ArrayView2<'_, f64>,
+        lower: &[f64],
+        out: &LayerBounds,
+    ) -> Vec<OpenDisjunct> {
+        let ymag: Vec<f64> = out
+            .lower
+            .iter()
+            .zip(&out.upper)
+            .map(|(l, u)| l.abs().max(u.abs()))
+            .collect();
+        let mut open = Vec::with_capacity(live.len());
+        'disjuncts: for &di in live {
+            let mut best: Option<(f64, usize)> = None;
+            for (i, &r) in live_rows.iter().enumerate() {
+                if self.owner[r] != di {
+                    continue;
+                }
+                let (refutes, gap) = self.refutes(c.row(i), r, lower[i], &ymag);
+                if refutes {
+                    continue 'disjuncts;
+                }
+                if best.is_none_or(|(g, _)| gap > g) {
+                    best = Some((gap, i));
+                }
+            }
+            if let Some((gap, row)) = best {
+                open.push(OpenDisjunct {
+                    disjunct: di,
+                    row,
+                    gap,
+                });
+            }
+        }
+        open
+    }
+
+    /// Whether the f64 outputs `y` lie in (or within a relative 1e-6 of) some open disjunct's region: worth
+    /// the rigorous check of [`check_candidate`].
+    pub fn near_bad(
+        &self,
+        open: &[OpenDisjunct],
+        live_rows: &[usize],
+        c: ArrayView2<'_, f64>,
+        y: &[f64],
+    ) -> bool {
+        open.iter().any(|o| {
+            live_rows
+                .iter()
+                .enumerate()
+                .filter(|&(_, &r)| self.owner[r] == o.disjunct)
+                .all(|(i, &r)| {
+                    let v: f64 = c.row(i).iter().zip(y).map(|(a, b)| a * b).sum();
+                    v <= self.rhs[r] + 1e-6 * (1.0 + self.rhs[r].abs())
+                })
+        })
     }
 
     /// Whether row `i` of the live rows `c` (global row `r`) is refuted by the lower bound `lower`, with the
@@ -242,53 +320,24 @@ fn decide(
     bounds: DenseBounds,
     keep_priors: bool,
 ) -> Step {
-    // The rows of the live disjuncts.
-    let live_rows: Vec<usize> = (0..rows.owner.len())
-        .filter(|&r| d.live.contains(&rows.owner[r]))
-        .collect();
+    let live_rows = rows.live_rows(&d.live);
     let c = rows.c.select(ndarray::Axis(0), &live_rows);
     let (lower, coeffs) = net.objective_lower(widened, &bounds, c.view());
-    let out = bounds.output();
-    let ymag: Vec<f64> = out
-        .lower
-        .iter()
-        .zip(&out.upper)
-        .map(|(l, u)| l.abs().max(u.abs()))
-        .collect();
-    let n_in = d.input.lower.len();
-    let mut scores = vec![0.0; n_in];
-    let mut live = Vec::with_capacity(d.live.len());
-    // The smallest amount by which a live disjunct's best constraint bound must still rise.
-    let mut gap_to_close = f64::INFINITY;
-    for &di in &d.live {
-        let mut refuted = false;
-        let mut best: Option<(f64, usize)> = None;
-        for (i, &r) in live_rows.iter().enumerate() {
-            if rows.owner[r] != di {
-                continue;
-            }
-            let (refutes, gap) = rows.refutes(c.row(i), r, lower[i], &ymag);
-            if refutes {
-                refuted = true;
-                break;
-            }
-            if best.is_none_or(|(g, _)| gap > g) {
-                best = Some((gap, i));
-            }
-        }
-        if !refuted {
-            live.push(di);
-            if let Some((gap, i)) = best {
-                gap_to_close = gap_to_close.min(-gap);
-                for (j, s) in scores.iter_mut().enumerate() {
-                    *s += coeffs[[i, j]].abs() * (d.input.upper[j] - d.input.lower[j]);
-                }
-            }
-        }
-    }
-    if live.is_empty() {
+    let open = rows.open_disjuncts(&d.live, &live_rows, c.view(), &lower, bounds.output());
+    if open.is_empty() {
         return Step::Closed;
     }
+    let n_in = d.input.lower.len();
+    let mut scores = vec![0.0; n_in];
+    // The smallest amount by which a live disjunct's best constraint bound must still rise.
+    let mut gap_to_close = f64::INFINITY;
+    for o in &open {
+        gap_to_close = gap_to_close.min(-o.gap);
+        for (j, s) in scores.iter_mut().enumerate() {
+            *s += coeffs[[o.row, j]].abs() * (d.input.upper[j] - d.input.lower[j]);
+        }
+    }
+    let live: Vec<usize> = open.iter().map(|o| o.disjunct).collect();
     // Screen the centre in f64; only a promising one pays for the rigorous f32/f64 re-execution.
     let centre: Vec<f64> = d
         .input
@@ -297,18 +346,9 @@ fn decide(
         .zip(&d.input.upper)
         .map(|(l, u)| l + (u - l) / 2.0)
         .collect();
-    let y = net.eval(&centre);
-    let near_bad = live.iter().any(|&di| {
-        live_rows
-            .iter()
-            .enumerate()
-            .filter(|&(_, &r)| rows.owner[r] == di)
-            .all(|(i, &r)| {
-                let v: f64 = c.row(i).iter().zip(&y).map(|(a, b)| a * b).sum();
-                v <= rows.rhs[r] + 1e-6 * (1.0 + rows.rhs[r].abs())
-            })
-    });
-    if near_bad && let Some(cex) = check_candidate(graph, property, case, &centre) {
+    if rows.near_bad(&open, &live_rows, c.view(), &net.eval(&centre))
+        && let Some(cex) = check_candidate(graph, property, case, &centre)
+    {
         return Step::Found(Box::new(cex));
     }
     // Splitting dimension j can improve the linear bound by about scores[j]/2. When even the best score is

@@ -136,9 +136,7 @@ fn decide(
     if empty {
         return Step::Closed;
     }
-    let live_rows: Vec<usize> = (0..rows.owner.len())
-        .filter(|&r| d.live.contains(&rows.owner[r]))
-        .collect();
+    let live_rows = rows.live_rows(&d.live);
     let c = rows.c.select(ndarray::Axis(0), &live_rows);
     let ObjectiveBound {
         lower,
@@ -153,72 +151,29 @@ fn decide(
             alpha_iterations: ALPHA_ITERATIONS,
         },
     );
-    let out = bounds.output();
-    let ymag: Vec<f64> = out
-        .lower
-        .iter()
-        .zip(&out.upper)
-        .map(|(l, u)| l.abs().max(u.abs()))
-        .collect();
-    let mut live = Vec::with_capacity(d.live.len());
-    let mut worst: Option<(f64, usize)> = None;
-    for &di in &d.live {
-        let mut refuted = false;
-        let mut best: Option<(f64, usize)> = None;
-        for (i, &r) in live_rows.iter().enumerate() {
-            if rows.owner[r] != di {
-                continue;
-            }
-            let (refutes, gap) = rows.refutes(c.row(i), r, lower[i], &ymag);
-            if refutes {
-                refuted = true;
-                break;
-            }
-            if best.is_none_or(|(g, _)| gap > g) {
-                best = Some((gap, i));
-            }
-        }
-        if !refuted {
-            live.push(di);
-            if let Some((gap, i)) = best
-                && worst.is_none_or(|(g, _)| gap < g)
-            {
-                worst = Some((gap, i));
-            }
-        }
-    }
-    if live.is_empty() {
+    let open = rows.open_disjuncts(&d.live, &live_rows, c.view(), &lower, bounds.output());
+    let Some(worst) = open.iter().min_by(|a, b| a.gap.total_cmp(&b.gap)) else {
         return Step::Closed;
-    }
+    };
     // The box vertex where the worst open row's linear lower bound is least: the bound's own witness.
-    if let Some((_, i)) = worst {
-        let x: Vec<f64> = coeffs
-            .row(i)
-            .iter()
-            .enumerate()
-            .map(|(t, &a)| {
-                if a >= 0.0 {
-                    input.lower[t]
-                } else {
-                    input.upper[t]
-                }
-            })
-            .collect();
-        let y = net.eval(&x);
-        let near_bad = live.iter().any(|&di| {
-            live_rows
-                .iter()
-                .enumerate()
-                .filter(|&(_, &r)| rows.owner[r] == di)
-                .all(|(k, &r)| {
-                    let v: f64 = c.row(k).iter().zip(&y).map(|(a, b)| a * b).sum();
-                    v <= rows.rhs[r] + 1e-6 * (1.0 + rows.rhs[r].abs())
-                })
-        });
-        if near_bad && let Some(cex) = check_candidate(graph, property, case, &x) {
-            return Step::Found(Box::new(cex));
-        }
+    let x: Vec<f64> = coeffs
+        .row(worst.row)
+        .iter()
+        .enumerate()
+        .map(|(t, &a)| {
+            if a >= 0.0 {
+                input.lower[t]
+            } else {
+                input.upper[t]
+            }
+        })
+        .collect();
+    if rows.near_bad(&open, &live_rows, c.view(), &net.eval(&x))
+        && let Some(cex) = check_candidate(graph, property, case, &x)
+    {
+        return Step::Found(Box::new(cex));
     }
+    let live: Vec<usize> = open.iter().map(|o| o.disjunct).collect();
     // Branch on the unstable neuron with the highest score; ties (all zero) go to the widest relaxation.
     let hidden = &bounds.layers[..bounds.layers.len() - 1];
     let mut pick: Option<(f64, f64, usize, usize)> = None; // (score, gap, layer, neuron)
