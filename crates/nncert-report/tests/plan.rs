@@ -81,7 +81,7 @@ fn method_overrides_need_a_rationale_and_high_tiers_need_formal() {
         .replace("criticality = \"high\"", "criticality = \"low\"")
         .replace("# formal = true", "formal = true")
         .replace(
-            "rationale = \"the tier's default; the empirical engine is reported as not run until it is available\"",
+            "rationale = \"the tier's default: proofs on the reference point, attacks on it as a cross-check\"",
             "",
         );
     let err = parse(&t).expect_err("override without rationale");

@@ -157,7 +157,11 @@ fn an_interrupted_assessment_resumes_with_the_same_evidence() {
         .lines()
         .map(String::from)
         .collect();
-    assert_eq!(lines.len(), 11, "header + 10 records");
+    assert_eq!(
+        lines.len(),
+        13,
+        "header + 10 formal and 2 empirical records"
+    );
     std::fs::write(&state, lines[..4].join("\n") + "\n").expect("truncate");
     for f in ["evidence.json", "report.html", "report.md"] {
         std::fs::remove_file(out.join(f)).expect("remove");
@@ -217,7 +221,7 @@ fn gate_fails_with_code_4_and_one_line_per_failed_check() {
     assert_eq!(o.status.code(), Some(4), "{}", text(&o.stderr));
     let stdout = text(&o.stdout);
     assert!(
-        stdout.contains("GATE FAILED reach-wide: 0/1 checks proved"),
+        stdout.contains("GATE FAILED reach-wide: 0/1 formal checks proved"),
         "{stdout}"
     );
     assert!(stdout.contains("  reach-wide: counterexample:"), "{stdout}");
