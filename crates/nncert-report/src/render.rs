@@ -95,8 +95,14 @@ fn budget_text(p: &crate::plan::Plan, fams: &[MethodFamily]) -> String {
     }
     if fams.contains(&MethodFamily::Empirical) {
         parts.push(format!(
-            "empirical: {:?} attack, {} steps × {} restarts, {} Square queries",
-            p.methods.attack, b.attack_steps, b.attack_restarts, b.square_queries
+            "empirical: {} attack, {} steps × {} restarts, {} Square queries",
+            match p.methods.attack {
+                crate::plan::Attack::Ensemble => "ensemble",
+                crate::plan::Attack::Pgd => "PGD",
+            },
+            b.attack_steps,
+            b.attack_restarts,
+            b.square_queries
         ));
     }
     if fams.contains(&MethodFamily::Statistical) {
@@ -115,7 +121,7 @@ fn budget_text(p: &crate::plan::Plan, fams: &[MethodFamily]) -> String {
 /// Every acceptance threshold of a property, in words.
 fn threshold_text(q: &crate::plan::PropertySpec) -> String {
     let mut t = Vec::new();
-    if q.perturbation != crate::plan::Perturbation::Corruption {
+    if q.perturbation != crate::plan::Perturbation::Corruption && q.wants(MethodFamily::Formal) {
         t.push(format!(
             "≥ {}% of formal checks proved",
             fmt_num(q.min_proved_fraction * 100.0)
@@ -464,17 +470,27 @@ pub fn html(ev: &EvidenceFile, gate: &[GateResult]) -> String {
     );
 
     // 4. Analysis.
-    h.push_str("<h2>4. Analysis</h2><h3>Acceptance per property</h3><table><tr><th>Property</th><th>Formal checks proved</th><th>Threshold</th><th>Measurements meeting their threshold</th><th>Result</th></tr>");
+    h.push_str("<h2>4. Analysis</h2><h3>Acceptance per property</h3><table><tr><th>Property</th><th>Formal checks proved</th><th>Proof threshold</th><th>Measurements meeting their threshold</th><th>Result</th></tr>");
     for g in gate {
         let _ = write!(
             h,
-            "<tr><td><code>{}</code></td><td>{} / {}</td><td>{}%</td><td>{} / {}</td><td class=\"{}\">{}</td></tr>",
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
             esc(&g.property_id),
-            g.proved,
-            g.total,
-            fmt_num(g.threshold * 100.0),
-            g.measured_ok,
-            g.measured,
+            if g.total > 0 {
+                format!("{} / {}", g.proved, g.total)
+            } else {
+                "—".into()
+            },
+            if g.total > 0 {
+                format!("{}%", fmt_num(g.threshold * 100.0))
+            } else {
+                "—".into()
+            },
+            if g.measured > 0 {
+                format!("{} / {}", g.measured_ok, g.measured)
+            } else {
+                "—".into()
+            },
             if g.passed { "pass" } else { "fail" },
             if g.passed && g.threshold == 0.0 && g.measured == 0 {
                 "PASS (informative: nothing required)"
@@ -485,7 +501,17 @@ pub fn html(ev: &EvidenceFile, gate: &[GateResult]) -> String {
             }
         );
     }
-    h.push_str("</table><h3>Verdicts</h3><table id=\"verdicts\"><tr><th>Check</th><th>Kind</th><th>What was checked</th><th>Method (class)</th><th>Verdict</th><th>Reason</th><th>Time</th></tr>");
+    h.push_str("</table>");
+    // Charts first: the curves summarize what the long tables below detail.
+    let ch = charts(ev);
+    if !ch.is_empty() {
+        h.push_str("<h3>Charts</h3><div>");
+        for (_, s) in &ch {
+            h.push_str(s);
+        }
+        h.push_str("</div>");
+    }
+    h.push_str("<h3>Verdicts</h3><table id=\"verdicts\"><tr><th>Check</th><th>Kind</th><th>What was checked</th><th>Method (class)</th><th>Verdict</th><th>Reason</th><th>Time</th></tr>");
     for r in &ev.records {
         let v = r.verdict.word();
         let _ = write!(
@@ -524,14 +550,6 @@ pub fn html(ev: &EvidenceFile, gate: &[GateResult]) -> String {
             }
         }
         h.push_str("</table>");
-    }
-    let ch = charts(ev);
-    if !ch.is_empty() {
-        h.push_str("<h3>Charts</h3><div>");
-        for (_, s) in &ch {
-            h.push_str(s);
-        }
-        h.push_str("</div>");
     }
     let cexs: Vec<&EvidenceRecord> = ev
         .records

@@ -530,7 +530,7 @@ fn run_attack(prop: usize, id: String, ctx: &EngineContext) -> Result<EvidenceRe
             .map(|&(e, a)| [e, a]),
     );
     rec.series.push(Series {
-        name: format!("{} ({})", p.id, kind.name()),
+        name: format!("{} ({} attack)", p.id, kind.name()),
         kind: SeriesKind::RobustAccuracyVsEps,
         x_label: format!("ε ({norm_name})"),
         y_label: "robust accuracy".into(),
@@ -540,6 +540,9 @@ fn run_attack(prop: usize, id: String, ctx: &EngineContext) -> Result<EvidenceRe
     // smallest ε where one was found.
     let mut order: Vec<usize> = (0..eps.len()).collect();
     order.sort_by(|&a, &b| eps[a].total_cmp(&eps[b]));
+    // The f32 confirmation of the attack is re-done in f64, as for formal counterexamples: only an input that
+    // is misclassified in both is shown.
+    let eval64 = Evaluator::<f64>::new(&ctx.graph);
     let mut found = None;
     'outer: for &k in &order {
         for o in &curve[k].samples {
@@ -547,8 +550,20 @@ fn run_attack(prop: usize, id: String, ctx: &EngineContext) -> Result<EvidenceRe
                 && o.clean_pred == o.label
                 && let Some(adv) = &o.adv
             {
-                found = Some((k, o.index, o.label, adv.clone()));
-                break 'outer;
+                let x: Vec<f64> = adv.iter().map(|&v| f64::from(v)).collect();
+                let y = eval64.forward(Array2::from_shape_vec((1, x.len()), x.clone())?.view())?;
+                let out: Vec<f64> = y.iter().copied().collect();
+                let other = out
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != o.label)
+                    .map(|(_, &v)| v)
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let margin = out[o.label] - other;
+                if margin <= 0.0 {
+                    found = Some((k, o.index, o.label, x, out, margin));
+                    break 'outer;
+                }
             }
         }
     }
@@ -562,22 +577,12 @@ fn run_attack(prop: usize, id: String, ctx: &EngineContext) -> Result<EvidenceRe
          re-execution; inputs clipped to the data range",
         ctx.model_desc
     );
-    if let Some((k, i, label, adv)) = found {
-        let x: Vec<f64> = adv.iter().map(|&v| f64::from(v)).collect();
-        let y = Evaluator::<f64>::new(&ctx.graph)
-            .forward(Array2::from_shape_vec((1, x.len()), x.clone())?.view())?;
-        let out: Vec<f64> = y.iter().copied().collect();
-        let other = out
-            .iter()
-            .enumerate()
-            .filter(|&(j, _)| j != label)
-            .map(|(_, &v)| v)
-            .fold(f64::NEG_INFINITY, f64::max);
+    if let Some((k, i, label, x, out, margin)) = found {
         rec.counterexample = Some(CounterexampleData {
             input: x,
             input_shape: ctx.graph.input().shape.iter().map(|&d| d as u64).collect(),
             reference: Some(data.x.row(i).iter().map(|&v| f64::from(v)).collect()),
-            margin: out[label] - other,
+            margin,
             output: out,
         });
         rec.verdict = Verdict::Counterexample;
@@ -833,7 +838,7 @@ impl Engine for StatisticalEngine {
             }
         }
         rec.series.push(Series {
-            name: format!("{} (smoothed, σ = {})", p.id, b.smoothing_sigma),
+            name: format!("{} (smoothing σ = {})", p.id, b.smoothing_sigma),
             kind: SeriesKind::CertifiedAccuracyVsRadius,
             x_label: "radius (L2)".into(),
             y_label: "certified accuracy (smoothed classifier)".into(),
