@@ -215,23 +215,40 @@ pub fn charts(ev: &EvidenceFile) -> Vec<(String, String)> {
         SeriesKind::CorruptionDrop,
         SeriesKind::Other,
     ];
-    kinds
-        .iter()
-        .filter_map(|&k| {
-            let s: Vec<&Series> = ev
-                .records
+    let mut out = Vec::new();
+    for k in kinds {
+        let all: Vec<&Series> = ev
+            .records
+            .iter()
+            .flat_map(|r| r.series.iter())
+            .chain(derived.iter())
+            .filter(|s| s.kind == k)
+            .collect();
+        // Series on different axes (an L∞ budget of the network vs an L2 radius of a smoothed classifier) get
+        // separate charts: one chart would read one as the other.
+        let mut axes: Vec<(&str, &str)> = Vec::new();
+        for s in &all {
+            if !axes.contains(&(s.x_label.as_str(), s.y_label.as_str())) {
+                axes.push((s.x_label.as_str(), s.y_label.as_str()));
+            }
+        }
+        for &(x, y) in &axes {
+            // The y label tells same-x groups apart on the chart itself; the title names the x axis.
+            let group: Vec<&Series> = all
                 .iter()
-                .flat_map(|r| r.series.iter())
-                .chain(derived.iter())
-                .filter(|s| s.kind == k)
+                .copied()
+                .filter(|s| s.x_label == x && s.y_label == y)
                 .collect();
-            (!s.is_empty()).then(|| {
-                let t = series_title(k).to_string();
-                let svg = svg::line_chart(&t, &s);
-                (t, svg)
-            })
-        })
-        .collect()
+            let t = if axes.len() > 1 {
+                format!("{} — {x}", series_title(k))
+            } else {
+                series_title(k).to_string()
+            };
+            let svg = svg::line_chart(&t, &group);
+            out.push((t, svg));
+        }
+    }
+    out
 }
 
 /// Families that produced evidence.

@@ -841,7 +841,7 @@ impl Engine for StatisticalEngine {
             name: format!("{} (smoothing σ = {})", p.id, b.smoothing_sigma),
             kind: SeriesKind::CertifiedAccuracyVsRadius,
             x_label: "radius (L2)".into(),
-            y_label: "certified accuracy (smoothed classifier)".into(),
+            y_label: "certified accuracy of the smoothed classifier".into(),
             points: grid.iter().zip(&curve).map(|(&r, &a)| [r, a]).collect(),
         });
         let worst = acc.iter().copied().fold(f64::INFINITY, f64::min);

@@ -426,8 +426,11 @@ fn digits_plan_runs_all_three_families_honestly_and_resumes() {
         "Certified accuracy vs radius",
         "Accuracy drop under corruption",
     ] {
-        assert!(html.contains(&format!("aria-label=\"{title}\"")), "{title}");
+        assert!(html.contains(&format!("aria-label=\"{title}")), "{title}");
     }
+    // The smoothed classifier's curve (L2) is not drawn on the formal curve's axes (L∞ budgets of the network).
+    assert!(html.contains("aria-label=\"Certified accuracy vs radius — radius (L2)\""));
+    assert!(html.contains("aria-label=\"Certified accuracy vs radius — radius ε (L∞)\""));
 
     // Resume after losing the last two records (the statistical and one empirical) gives the same evidence.
     let state = out.join("state.jsonl");
