@@ -316,6 +316,12 @@ pub struct EvidenceRecord {
     pub series: Vec<Series>,
     /// Times.
     pub timing: Timing,
+    /// For empirical and statistical records measured against a plan threshold (`min_robust_accuracy`,
+    /// `min_certified_accuracy`, `max_accuracy_drop`): whether the measured figure meets it. The verdict says what
+    /// was shown about the property; this says whether the measurement is acceptable. Absent for formal records
+    /// (gated by `min_proved_fraction`) and for measurements without a threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acceptance: Option<bool>,
     /// Hash of the previous record (64 zeros for the first).
     pub prev_hash: String,
     /// SHA-256 over `prev_hash` and this record with `hash` empty (see [`crate::audit::record_hash`]).

@@ -108,6 +108,29 @@ pub struct DataSpec {
     /// Their labels; if absent, the model's prediction at each point is used (and the report says so).
     #[serde(default)]
     pub labels: Option<Vec<usize>>,
+    /// A test set file instead of inline points: `.npy`, `.npz` (`file.npz:key`), `.csv` (label in the last
+    /// column) or a folder of PNG images, relative to the plan's folder. Read with the declared preprocessing below.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// The labels of `file` (`.npy`/`.npz`), one class index per sample; CSV files and PNG folders carry their own.
+    #[serde(default)]
+    pub labels_file: Option<String>,
+    /// Multiply raw values by this (e.g. `1/255` for 8-bit images); default 1 (PNG folders: 1/255).
+    #[serde(default)]
+    pub scale: Option<f32>,
+    /// Per-channel mean subtracted after scaling (one value or one per channel).
+    #[serde(default)]
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviation divided by after subtracting the mean.
+    #[serde(default)]
+    pub std: Vec<f32>,
+    /// Layout of image data in the file: `nchw` (default) or `nhwc` (transposed to NCHW).
+    #[serde(default)]
+    pub layout: Option<String>,
+    /// Valid range `[lo, hi]` of every feature after scaling, before normalization (e.g. `[0, 1]` for images):
+    /// perturbed inputs are clipped to it, and it is the domain range when `domain.lower`/`upper` are not given.
+    #[serde(default)]
+    pub range: Option<[f32; 2]>,
 }
 
 /// The input domain.
@@ -129,6 +152,11 @@ pub struct Domain {
     /// Semantic perturbations, compiled into an affine transformation prepended to the network.
     #[serde(default)]
     pub semantic: Option<Semantic>,
+    /// Corruptions evaluated by the empirical engine for `perturbation = "corruption"` properties, by name:
+    /// gaussian_noise, shot_noise, impulse_noise, gaussian_blur, brightness, contrast, pixelate, jpeg (images),
+    /// feature_noise, missing_values (tabular). Each is applied at severities 1 to 5.
+    #[serde(default)]
+    pub corruptions: Vec<String>,
 }
 
 /// Semantic perturbations of an input `x`: `x' = c·x + b + δ` with `|b| ≤ brightness`,
@@ -195,6 +223,8 @@ pub enum Perturbation {
     Norm,
     /// The domain's semantic perturbations (brightness, contrast, noise).
     Semantic,
+    /// The domain's corruptions at severities 1–5 (empirical only: accuracy drop on the test set).
+    Corruption,
 }
 
 /// One property of the plan.
@@ -240,9 +270,31 @@ pub struct PropertySpec {
     /// Upper end of the allowed output range (reachability).
     #[serde(default)]
     pub output_max: Option<f64>,
-    /// Acceptance threshold: fraction of this property's checks that must be proved (default 1).
+    /// Acceptance threshold: fraction of this property's formal checks that must be proved (default 1).
     #[serde(default = "one")]
     pub min_proved_fraction: f64,
+    /// Which method families answer this property (default: every family the plan runs that supports it).
+    #[serde(default)]
+    pub methods: Option<Vec<MethodFamily>>,
+    /// Acceptance threshold of the empirical engine: the robust accuracy under attack on the test points, at
+    /// every ε of the property, must be at least this. Without it the figures are recorded but not gated.
+    #[serde(default)]
+    pub min_robust_accuracy: Option<f64>,
+    /// Acceptance threshold of the statistical engine: the smoothed classifier's certified accuracy at every ε
+    /// of the property (an L2 radius) must be at least this. Without it the figures are recorded but not gated.
+    #[serde(default)]
+    pub min_certified_accuracy: Option<f64>,
+    /// Acceptance threshold of a corruption property: the mean accuracy drop over the corruptions and
+    /// severities (absolute, 0..1) must be at most this. Without it the figures are recorded but not gated.
+    #[serde(default)]
+    pub max_accuracy_drop: Option<f64>,
+}
+
+impl PropertySpec {
+    /// Whether the property asks for `family` (all families unless `methods` restricts them).
+    pub fn wants(&self, family: MethodFamily) -> bool {
+        self.methods.as_ref().is_none_or(|m| m.contains(&family))
+    }
 }
 
 fn one() -> f64 {
@@ -322,21 +374,81 @@ pub struct MethodsSpec {
     /// Run the statistical family.
     #[serde(default)]
     pub statistical: Option<bool>,
+    /// The empirical engine's attack: `ensemble` (FGSM, PGD, APGD-CE/DLR/T, Square; default) or `pgd`.
+    #[serde(default)]
+    pub attack: Attack,
     /// Why this selection (required when it departs from the tier's defaults).
     #[serde(default)]
     pub rationale: String,
 }
 
-/// Time budgets and seed.
+/// The attack of the empirical engine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Attack {
+    /// FGSM, PGD, APGD-CE, APGD-DLR, APGD-T and Square; each point stops at its first success.
+    #[default]
+    Ensemble,
+    /// Projected gradient descent alone (faster, weaker).
+    Pgd,
+}
+
+/// Time, sample and query budgets, and the seed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Budgets {
-    /// Time limit of one check in seconds.
+    /// Time limit of one formal check in seconds.
     #[serde(default = "default_check_time")]
     pub check_time_s: f64,
     /// Seed of every random choice.
     #[serde(default)]
     pub seed: u64,
+    /// Test points the empirical and statistical engines use: the first this many of the data (default: all).
+    #[serde(default)]
+    pub test_points: Option<usize>,
+    /// Gradient steps per restart of PGD and APGD.
+    #[serde(default = "default_attack_steps")]
+    pub attack_steps: usize,
+    /// Restarts per point of PGD and APGD.
+    #[serde(default = "one_usize")]
+    pub attack_restarts: usize,
+    /// Queries of the Square attack (ensemble).
+    #[serde(default = "default_square_queries")]
+    pub square_queries: usize,
+    /// Noise level σ of randomized smoothing (input units).
+    #[serde(default = "default_sigma")]
+    pub smoothing_sigma: f64,
+    /// Noise samples per point that estimate the top class's probability (smoothing CERTIFY's n).
+    #[serde(default = "default_smoothing_n")]
+    pub smoothing_n: u64,
+    /// Noise samples per point that select the top class (smoothing CERTIFY's n0).
+    #[serde(default = "default_smoothing_n0")]
+    pub smoothing_n0: u64,
+    /// Failure probability of each smoothing certificate: it holds with probability at least 1 − alpha.
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+}
+
+fn default_attack_steps() -> usize {
+    50
+}
+fn one_usize() -> usize {
+    1
+}
+fn default_square_queries() -> usize {
+    1000
+}
+fn default_sigma() -> f64 {
+    0.25
+}
+fn default_smoothing_n() -> u64 {
+    1000
+}
+fn default_smoothing_n0() -> u64 {
+    100
+}
+fn default_alpha() -> f64 {
+    0.001
 }
 
 fn default_check_time() -> f64 {
@@ -348,6 +460,14 @@ impl Default for Budgets {
         Budgets {
             check_time_s: default_check_time(),
             seed: 0,
+            test_points: None,
+            attack_steps: default_attack_steps(),
+            attack_restarts: one_usize(),
+            square_queries: default_square_queries(),
+            smoothing_sigma: default_sigma(),
+            smoothing_n: default_smoothing_n(),
+            smoothing_n0: default_smoothing_n0(),
+            alpha: default_alpha(),
         }
     }
 }
@@ -533,6 +653,52 @@ impl Plan {
                 }
             }
         }
+        let b = &self.budgets;
+        if b.attack_steps == 0 || b.attack_restarts == 0 || b.square_queries == 0 {
+            return Err(
+                "budgets.attack_steps, attack_restarts and square_queries must be at least 1"
+                    .into(),
+            );
+        }
+        if !(b.smoothing_sigma.is_finite() && b.smoothing_sigma > 0.0) {
+            return Err(format!(
+                "budgets.smoothing_sigma must be a positive number, got {}",
+                b.smoothing_sigma
+            ));
+        }
+        if b.smoothing_n == 0 || b.smoothing_n0 == 0 {
+            return Err("budgets.smoothing_n and smoothing_n0 must be at least 1".into());
+        }
+        if !(b.alpha > 0.0 && b.alpha < 1.0) {
+            return Err(format!("budgets.alpha must be in (0, 1), got {}", b.alpha));
+        }
+        if b.test_points == Some(0) {
+            return Err("budgets.test_points must be at least 1 (or omitted: all points)".into());
+        }
+        let data = &self.data;
+        if data.file.is_some() {
+            if !data.points.is_empty() || data.labels.is_some() {
+                return Err(
+                    "give the test set either inline (data.points, data.labels) or as data.file (with \
+                     data.labels_file), not both"
+                        .into(),
+                );
+            }
+        } else if data.labels_file.is_some()
+            || data.scale.is_some()
+            || !data.mean.is_empty()
+            || !data.std.is_empty()
+            || data.layout.is_some()
+        {
+            return Err(
+                "data.labels_file, scale, mean, std and layout describe data.file, which is not given".into(),
+            );
+        }
+        if let Some([lo, hi]) = data.range
+            && !(lo.is_finite() && hi.is_finite() && lo < hi)
+        {
+            return Err(format!("data.range is [{lo}, {hi}]: need finite lo < hi"));
+        }
         let npts = self.data.points.len();
         if let Some(first) = self.data.points.first() {
             for (i, p) in self.data.points.iter().enumerate() {
@@ -586,7 +752,9 @@ impl Plan {
                     ));
                 }
             }
+            // With a data file the number of points is known once it is read (checked by the run).
             if let Some(idx) = &p.points
+                && data.file.is_none()
                 && let Some(bad) = idx.iter().find(|&&i| i >= npts)
             {
                 return Err(format!(
@@ -602,7 +770,45 @@ impl Plan {
                 p.kind,
                 PropertyKind::Stability | PropertyKind::Sensitivity | PropertyKind::Relevance
             );
-            if local && npts == 0 {
+            for (name, v) in [
+                ("min_robust_accuracy", p.min_robust_accuracy),
+                ("min_certified_accuracy", p.min_certified_accuracy),
+                ("max_accuracy_drop", p.max_accuracy_drop),
+            ] {
+                if let Some(v) = v
+                    && !(0.0..=1.0).contains(&v)
+                {
+                    return Err(format!(
+                        "property `{id}`: {name} must be in [0, 1], got {v}"
+                    ));
+                }
+            }
+            if p.perturbation == Perturbation::Corruption {
+                if p.kind != PropertyKind::Stability {
+                    return Err(format!(
+                        "property `{id}`: perturbation = \"corruption\" is for stability properties"
+                    ));
+                }
+                if d.corruptions.is_empty() {
+                    return Err(format!(
+                        "property `{id}`: perturbation = \"corruption\" needs domain.corruptions = [...]"
+                    ));
+                }
+            }
+            let (chosen, _) = self.families();
+            if data.file.is_some()
+                && local
+                && p.points.is_none()
+                && p.wants(MethodFamily::Formal)
+                && chosen.contains(&MethodFamily::Formal)
+                && p.perturbation != Perturbation::Corruption
+            {
+                return Err(format!(
+                    "property `{id}`: with a data file, formal checks need points = [...] (indices into the test \
+                     set): a proof per test point of the whole set is rarely affordable"
+                ));
+            }
+            if local && npts == 0 && data.file.is_none() {
                 return Err(format!(
                     "property `{id}` ({}) needs reference points: add data.points",
                     p.kind.name()
@@ -610,7 +816,9 @@ impl Plan {
             }
             match p.kind {
                 PropertyKind::Stability => {
-                    if p.perturbation == Perturbation::Semantic {
+                    if p.perturbation == Perturbation::Corruption {
+                        // Severities 1–5 of the domain's corruptions: no ε.
+                    } else if p.perturbation == Perturbation::Semantic {
                         if d.semantic.is_none() {
                             return Err(format!(
                                 "property `{id}`: perturbation = \"semantic\" needs [domain.semantic]"

@@ -59,10 +59,93 @@ fn series_title(kind: SeriesKind) -> &'static str {
     }
 }
 
+/// The data line of the plan section: inline points or the test set file.
+fn data_text(p: &crate::plan::Plan) -> String {
+    let d = &p.data;
+    match &d.file {
+        Some(f) => format!(
+            "test set {f}{}{}",
+            d.labels_file
+                .as_ref()
+                .map(|l| format!(", labels {l}"))
+                .unwrap_or_default(),
+            p.budgets
+                .test_points
+                .map(|n| format!("; the first {n} points for testing and smoothing"))
+                .unwrap_or_default()
+        ),
+        None => format!(
+            "{} reference points{}",
+            d.points.len(),
+            if d.labels.is_some() {
+                ", labelled"
+            } else {
+                ", labels = model predictions"
+            }
+        ),
+    }
+}
+
+/// The budgets of the families that run.
+fn budget_text(p: &crate::plan::Plan, fams: &[MethodFamily]) -> String {
+    let b = &p.budgets;
+    let mut parts = Vec::new();
+    if fams.contains(&MethodFamily::Formal) {
+        parts.push(format!("formal: {} s per check", fmt_num(b.check_time_s)));
+    }
+    if fams.contains(&MethodFamily::Empirical) {
+        parts.push(format!(
+            "empirical: {} attack, {} steps × {} restarts, {} Square queries",
+            match p.methods.attack {
+                crate::plan::Attack::Ensemble => "ensemble",
+                crate::plan::Attack::Pgd => "PGD",
+            },
+            b.attack_steps,
+            b.attack_restarts,
+            b.square_queries
+        ));
+    }
+    if fams.contains(&MethodFamily::Statistical) {
+        parts.push(format!(
+            "statistical: smoothing σ = {}, n0 = {}, n = {}, α = {}",
+            fmt_num(b.smoothing_sigma),
+            b.smoothing_n0,
+            b.smoothing_n,
+            b.alpha
+        ));
+    }
+    parts.push(format!("seed {}", b.seed));
+    parts.join("; ")
+}
+
+/// Every acceptance threshold of a property, in words.
+fn threshold_text(q: &crate::plan::PropertySpec) -> String {
+    let mut t = Vec::new();
+    if q.perturbation != crate::plan::Perturbation::Corruption && q.wants(MethodFamily::Formal) {
+        t.push(format!(
+            "≥ {}% of formal checks proved",
+            fmt_num(q.min_proved_fraction * 100.0)
+        ));
+    }
+    if let Some(v) = q.min_robust_accuracy {
+        t.push(format!("robust accuracy ≥ {} at every ε", fmt_num(v)));
+    }
+    if let Some(v) = q.min_certified_accuracy {
+        t.push(format!(
+            "certified accuracy ≥ {} at every radius",
+            fmt_num(v)
+        ));
+    }
+    if let Some(v) = q.max_accuracy_drop {
+        t.push(format!("mean accuracy drop ≤ {}", fmt_num(v)));
+    }
+    t.join("; ")
+}
+
 /// Series derived from formal records: for each stability property checked at two or more budgets, the
 /// fraction of its points proved at each budget (certified accuracy when the plan gives true labels).
 pub fn derived_series(ev: &EvidenceFile) -> Vec<Series> {
-    let labelled = ev.plan.data.labels.is_some();
+    let labelled = ev.plan.data.labels.is_some() || ev.plan.data.file.is_some();
     let mut out = Vec::new();
     for p in ev
         .plan
@@ -132,23 +215,40 @@ pub fn charts(ev: &EvidenceFile) -> Vec<(String, String)> {
         SeriesKind::CorruptionDrop,
         SeriesKind::Other,
     ];
-    kinds
-        .iter()
-        .filter_map(|&k| {
-            let s: Vec<&Series> = ev
-                .records
+    let mut out = Vec::new();
+    for k in kinds {
+        let all: Vec<&Series> = ev
+            .records
+            .iter()
+            .flat_map(|r| r.series.iter())
+            .chain(derived.iter())
+            .filter(|s| s.kind == k)
+            .collect();
+        // Series on different axes (an L∞ budget of the network vs an L2 radius of a smoothed classifier) get
+        // separate charts: one chart would read one as the other.
+        let mut axes: Vec<(&str, &str)> = Vec::new();
+        for s in &all {
+            if !axes.contains(&(s.x_label.as_str(), s.y_label.as_str())) {
+                axes.push((s.x_label.as_str(), s.y_label.as_str()));
+            }
+        }
+        for &(x, y) in &axes {
+            // The y label tells same-x groups apart on the chart itself; the title names the x axis.
+            let group: Vec<&Series> = all
                 .iter()
-                .flat_map(|r| r.series.iter())
-                .chain(derived.iter())
-                .filter(|s| s.kind == k)
+                .copied()
+                .filter(|s| s.x_label == x && s.y_label == y)
                 .collect();
-            (!s.is_empty()).then(|| {
-                let t = series_title(k).to_string();
-                let svg = svg::line_chart(&t, &s);
-                (t, svg)
-            })
-        })
-        .collect()
+            let t = if axes.len() > 1 {
+                format!("{} — {x}", series_title(k))
+            } else {
+                series_title(k).to_string()
+            };
+            let svg = svg::line_chart(&t, &group);
+            out.push((t, svg));
+        }
+    }
+    out
 }
 
 /// Families that produced evidence.
@@ -310,22 +410,16 @@ pub fn html(ev: &EvidenceFile, gate: &[GateResult]) -> String {
     let fam_names: Vec<&str> = fams.iter().map(|f| f.name()).collect();
     let _ = write!(
         h,
-        "<h2>2. Plan</h2><table><tr><th>Model</th><td class=\"mono\">{}</td></tr><tr><th>Data</th><td>{} ({} reference points{})</td></tr>\
+        "<h2>2. Plan</h2><table><tr><th>Model</th><td class=\"mono\">{}</td></tr><tr><th>Data</th><td>{} ({})</td></tr>\
          <tr><th>Domain</th><td>{}</td></tr><tr><th>Methods</th><td>{}<br><span class=\"muted\">Rationale: {}</span></td></tr>\
-         <tr><th>Budgets</th><td>{} s per check; seed {}</td></tr></table>",
+         <tr><th>Budgets</th><td>{}</td></tr></table>",
         esc(&p.model.path),
         esc(&p.data.description),
-        p.data.points.len(),
-        if p.data.labels.is_some() {
-            ", labelled"
-        } else {
-            ", labels = model predictions"
-        },
+        esc(&data_text(p)),
         esc(&domain_text(ev)),
         esc(&fam_names.join(", ")),
         esc(&rationale),
-        fmt_num(p.budgets.check_time_s),
-        p.budgets.seed
+        esc(&budget_text(p, &fams))
     );
     if !ev.not_run.is_empty() {
         h.push_str("<p><b>Planned but not run:</b></p><ul>");
@@ -339,12 +433,12 @@ pub fn html(ev: &EvidenceFile, gate: &[GateResult]) -> String {
         let th: Vec<&str> = q.threats.iter().map(|t| t.key()).collect();
         let _ = write!(
             h,
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>≥ {}% of checks proved</td></tr>",
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&q.id),
             q.kind.name(),
             esc(&q.criterion),
             esc(&th.join(", ")),
-            fmt_num(q.min_proved_fraction * 100.0)
+            esc(&threshold_text(q))
         );
     }
     h.push_str("</table>");
@@ -393,17 +487,29 @@ pub fn html(ev: &EvidenceFile, gate: &[GateResult]) -> String {
     );
 
     // 4. Analysis.
-    h.push_str("<h2>4. Analysis</h2><h3>Acceptance per property</h3><table><tr><th>Property</th><th>Proved</th><th>Threshold</th><th>Result</th></tr>");
+    h.push_str("<h2>4. Analysis</h2><h3>Acceptance per property</h3><table><tr><th>Property</th><th>Formal checks proved</th><th>Proof threshold</th><th>Measurements meeting their threshold</th><th>Result</th></tr>");
     for g in gate {
         let _ = write!(
             h,
-            "<tr><td><code>{}</code></td><td>{} / {}</td><td>{}%</td><td class=\"{}\">{}</td></tr>",
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
             esc(&g.property_id),
-            g.proved,
-            g.total,
-            fmt_num(g.threshold * 100.0),
+            if g.total > 0 {
+                format!("{} / {}", g.proved, g.total)
+            } else {
+                "—".into()
+            },
+            if g.total > 0 {
+                format!("{}%", fmt_num(g.threshold * 100.0))
+            } else {
+                "—".into()
+            },
+            if g.measured > 0 {
+                format!("{} / {}", g.measured_ok, g.measured)
+            } else {
+                "—".into()
+            },
             if g.passed { "pass" } else { "fail" },
-            if g.passed && g.threshold == 0.0 {
+            if g.passed && g.threshold == 0.0 && g.measured == 0 {
                 "PASS (informative: nothing required)"
             } else if g.passed {
                 "PASS"
@@ -412,7 +518,17 @@ pub fn html(ev: &EvidenceFile, gate: &[GateResult]) -> String {
             }
         );
     }
-    h.push_str("</table><h3>Verdicts</h3><table id=\"verdicts\"><tr><th>Check</th><th>Kind</th><th>What was checked</th><th>Method (class)</th><th>Verdict</th><th>Reason</th><th>Time</th></tr>");
+    h.push_str("</table>");
+    // Charts first: the curves summarize what the long tables below detail.
+    let ch = charts(ev);
+    if !ch.is_empty() {
+        h.push_str("<h3>Charts</h3><div>");
+        for (_, s) in &ch {
+            h.push_str(s);
+        }
+        h.push_str("</div>");
+    }
+    h.push_str("<h3>Verdicts</h3><table id=\"verdicts\"><tr><th>Check</th><th>Kind</th><th>What was checked</th><th>Method (class)</th><th>Verdict</th><th>Reason</th><th>Time</th></tr>");
     for r in &ev.records {
         let v = r.verdict.word();
         let _ = write!(
@@ -451,14 +567,6 @@ pub fn html(ev: &EvidenceFile, gate: &[GateResult]) -> String {
             }
         }
         h.push_str("</table>");
-    }
-    let ch = charts(ev);
-    if !ch.is_empty() {
-        h.push_str("<h3>Charts</h3><div>");
-        for (_, s) in &ch {
-            h.push_str(s);
-        }
-        h.push_str("</div>");
     }
     let cexs: Vec<&EvidenceRecord> = ev
         .records
@@ -680,15 +788,14 @@ pub fn markdown(ev: &EvidenceFile, gate: &[GateResult]) -> String {
     let fam_names: Vec<&str> = fams.iter().map(|f| f.name()).collect();
     let _ = writeln!(
         m,
-        "\n## 2. Plan\n\n- Model: `{}`\n- Data: {} ({} points)\n- Domain: {}\n- Methods: {} — {}\n- Budget: {} s per check, seed {}\n",
+        "\n## 2. Plan\n\n- Model: `{}`\n- Data: {} ({})\n- Domain: {}\n- Methods: {} — {}\n- Budget: {}\n",
         p.model.path,
         md(&p.data.description),
-        p.data.points.len(),
+        md(&data_text(p)),
         domain_text(ev),
         fam_names.join(", "),
         rationale,
-        fmt_num(p.budgets.check_time_s),
-        p.budgets.seed
+        md(&budget_text(p, &fams))
     );
     for n in &ev.not_run {
         let _ = writeln!(
@@ -702,11 +809,11 @@ pub fn markdown(ev: &EvidenceFile, gate: &[GateResult]) -> String {
     for q in &p.properties {
         let _ = writeln!(
             m,
-            "| `{}` | {} | {} | ≥ {}% proved |",
+            "| `{}` | {} | {} | {} |",
             q.id,
             q.kind.name(),
             md(&q.criterion),
-            fmt_num(q.min_proved_fraction * 100.0)
+            md(&threshold_text(q))
         );
     }
     let a = &ev.audit;
@@ -729,16 +836,18 @@ pub fn markdown(ev: &EvidenceFile, gate: &[GateResult]) -> String {
         let _ = writeln!(m, "| {} | `{}` | `{}` |", art.role, art.path, art.sha256);
     }
     m.push_str(
-        "\n## 4. Analysis\n\n| Property | Proved | Threshold | Result |\n|---|---|---|---|\n",
+        "\n## 4. Analysis\n\n| Property | Formal proved | Threshold | Measurements OK | Result |\n|---|---|---|---|---|\n",
     );
     for g in gate {
         let _ = writeln!(
             m,
-            "| `{}` | {}/{} | {}% | {} |",
+            "| `{}` | {}/{} | {}% | {}/{} | {} |",
             g.property_id,
             g.proved,
             g.total,
             fmt_num(g.threshold * 100.0),
+            g.measured_ok,
+            g.measured,
             if g.passed { "PASS" } else { "**FAIL**" }
         );
     }

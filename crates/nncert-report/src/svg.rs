@@ -32,8 +32,9 @@ fn tick_step(span: f64) -> f64 {
 
 /// A line chart of `series` (same axes) titled `title`; non-finite points are skipped.
 pub fn line_chart(title: &str, series: &[&Series]) -> String {
-    let (w, h) = (640.0, 360.0);
-    let (ml, mr, mt, mb) = (70.0, 170.0, 40.0, 55.0);
+    // A wide right margin: legend names such as `stability-smoothed (smoothing σ = 0.25)` must not be cut.
+    let (w, h) = (760.0, 360.0);
+    let (ml, mr, mt, mb) = (70.0, 290.0, 40.0, 55.0);
     let pts = series
         .iter()
         .flat_map(|s| s.points.iter())

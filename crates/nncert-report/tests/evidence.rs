@@ -46,7 +46,7 @@ fn record(id: &str, prop: &str, verdict: Verdict) -> EvidenceRecord {
         threats: vec![Threat::Evasion],
         description: "synthetic".into(),
         method: MethodInfo {
-            family: MethodFamily::Empirical,
+            family: MethodFamily::Formal,
             engine: "synthetic".into(),
             name: "PGD".into(),
             completeness: Completeness::Incomplete,
@@ -72,6 +72,7 @@ fn record(id: &str, prop: &str, verdict: Verdict) -> EvidenceRecord {
             unit: None,
         }],
         series: vec![],
+        acceptance: None,
         timing: Timing {
             started: "2026-01-01T00:00:00Z".into(),
             finished: "2026-01-01T00:00:01Z".into(),

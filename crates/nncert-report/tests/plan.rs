@@ -81,7 +81,7 @@ fn method_overrides_need_a_rationale_and_high_tiers_need_formal() {
         .replace("criticality = \"high\"", "criticality = \"low\"")
         .replace("# formal = true", "formal = true")
         .replace(
-            "rationale = \"the tier's default; the empirical engine is reported as not run until it is available\"",
+            "rationale = \"the tier's default: proofs on the reference point, attacks on it as a cross-check\"",
             "",
         );
     let err = parse(&t).expect_err("override without rationale");
@@ -112,4 +112,74 @@ fn property_errors_name_the_property() {
     );
     let err = parse("[system]\nname = 1").expect_err("syntax");
     assert!(err.starts_with("p.toml:"), "{err}");
+}
+
+fn digits_text() -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/digits/plan.toml"),
+    )
+    .expect("digits plan")
+}
+
+#[test]
+fn data_files_thresholds_and_engine_budgets_are_validated() {
+    let plan = parse(&digits_text()).expect("digits plan is valid");
+    assert_eq!(plan.data.file.as_deref(), Some("x_test.npy"));
+    assert_eq!(plan.budgets.test_points, Some(100));
+    for (from, to, msg) in [
+        (
+            "labels_file = \"y_test.npy\"",
+            "labels_file = \"y_test.npy\"\npoints = [[0.0]]",
+            "not both",
+        ),
+        (
+            "min_robust_accuracy = 0.3",
+            "min_robust_accuracy = 1.5",
+            "min_robust_accuracy must be in [0, 1]",
+        ),
+        (
+            "alpha = 0.001",
+            "alpha = 0.0",
+            "budgets.alpha must be in (0, 1)",
+        ),
+        (
+            "smoothing_sigma = 0.25",
+            "smoothing_sigma = -1",
+            "smoothing_sigma must be a positive",
+        ),
+        (
+            "smoothing_n = 10000",
+            "smoothing_n = 0",
+            "smoothing_n and smoothing_n0",
+        ),
+        ("attack_steps = 50", "attack_steps = 0", "attack_steps"),
+        (
+            "test_points = 100",
+            "test_points = 0",
+            "test_points must be at least 1",
+        ),
+        ("range = [0.0, 1.0]", "range = [1.0, 0.0]", "data.range"),
+        (
+            "points = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n",
+            "",
+            "formal checks need points",
+        ),
+        ("corruptions = [", "corruptions_unused = [", "unknown field"),
+    ] {
+        let t = digits_text();
+        assert!(t.contains(from), "edit `{from}` applies");
+        let err = parse(&t.replace(from, to)).expect_err(msg);
+        assert!(err.contains(msg), "{msg}: {err}");
+    }
+    // A corruption property needs the domain's corruptions.
+    let t = digits_text().replace(
+        "corruptions = [\"gaussian_noise\", \"impulse_noise\", \"gaussian_blur\", \"brightness\", \"contrast\"]",
+        "",
+    );
+    let err = parse(&t).expect_err("no corruptions");
+    assert!(err.contains("needs domain.corruptions"), "{err}");
+    // Preprocessing without a file is refused rather than ignored.
+    let err = parse(&example_text().replace("labels = [0]", "labels = [0]\nscale = 0.5"))
+        .expect_err("scale without file");
+    assert!(err.contains("describe data.file"), "{err}");
 }

@@ -15,8 +15,8 @@ use nncert_model::{Graph, GraphBuilder};
 use nncert_report::audit;
 use nncert_report::evidence::{
     Artifact, Audit, Budget, Completeness, CounterexampleData, Determinism, EvidenceFile,
-    EvidenceRecord, Figure, MethodFamily, MethodInfo, NotRun, ProofScope, SCHEMA_VERSION,
-    Soundness, Timing, Tool, Verdict,
+    EvidenceRecord, Figure, MethodFamily, MethodInfo, NotRun, ProofScope, SCHEMA_VERSION, Series,
+    SeriesKind, Soundness, Timing, Tool, Verdict,
 };
 use nncert_report::gate;
 use nncert_report::plan::{Norm, Perturbation, Plan, PropertyKind};
@@ -55,25 +55,56 @@ struct Check {
     figures: Vec<Figure>,
 }
 
-/// An engine of the registry: the method family it belongs to and how it answers a check.
-trait Engine {
-    fn family(&self) -> MethodFamily;
-    fn supports(&self, kind: PropertyKind) -> bool;
-    fn run(&self, check: &Check, ctx: &EngineContext) -> EvidenceRecord;
+/// One unit of work of any engine: a formal check, or a test-set measurement of one property.
+enum Job {
+    /// A property instance answered by the formal engine.
+    Formal(Box<Check>),
+    /// Robust accuracy under attack at each ε of a stability property (empirical).
+    Attack { prop: usize },
+    /// Accuracy drop under the domain's corruptions (empirical).
+    Corruption { prop: usize },
+    /// Randomized smoothing certificates on the test set (statistical).
+    Smoothing { prop: usize },
 }
 
-/// What engines share: the plan, the model, its transformations.
+impl Job {
+    fn id(&self, plan: &Plan) -> String {
+        match self {
+            Job::Formal(c) => c.id.clone(),
+            Job::Attack { prop } => format!("{}/attack", plan.properties[*prop].id),
+            Job::Corruption { prop } => format!("{}/corruptions", plan.properties[*prop].id),
+            Job::Smoothing { prop } => format!("{}/smoothing", plan.properties[*prop].id),
+        }
+    }
+}
+
+/// An engine of the registry: the method family it belongs to and how it answers a job.
+trait Engine {
+    fn family(&self) -> MethodFamily;
+    fn supports(&self, job: &Job) -> bool;
+    fn run(&self, job: &Job, ctx: &EngineContext) -> Result<EvidenceRecord>;
+}
+
+/// What engines share: the plan, the model, its transformations, the test set.
 struct EngineContext {
+    /// The plan with a data file's points and the data range filled in (what the checks were built from).
     plan: Plan,
     graph: Graph,
     /// Semantic transforms: (graph, reference point index).
     transformed: Vec<(Graph, Vec<f64>)>,
+    /// The test points of the empirical and statistical engines (the first `budgets.test_points`).
+    test: Option<nncert_data::Dataset>,
+    /// `plan.model.path (SHA-256 …)`, for scope texts.
+    model_desc: String,
 }
 
-/// The engines this build has. Empirical and statistical engines plug in here with an adapter that returns
-/// [`EvidenceRecord`]s.
+/// The engines this build has: each returns [`EvidenceRecord`]s for the jobs of its family.
 fn registry() -> Vec<Box<dyn Engine>> {
-    vec![Box::new(FormalEngine)]
+    vec![
+        Box::new(FormalEngine),
+        Box::new(EmpiricalEngine),
+        Box::new(StatisticalEngine),
+    ]
 }
 
 /// nncert-verify: CROWN bounds, falsifier, input-splitting branch-and-bound.
@@ -83,10 +114,13 @@ impl Engine for FormalEngine {
     fn family(&self) -> MethodFamily {
         MethodFamily::Formal
     }
-    fn supports(&self, _kind: PropertyKind) -> bool {
-        true
+    fn supports(&self, job: &Job) -> bool {
+        matches!(job, Job::Formal(_))
     }
-    fn run(&self, check: &Check, ctx: &EngineContext) -> EvidenceRecord {
+    fn run(&self, job: &Job, ctx: &EngineContext) -> Result<EvidenceRecord> {
+        let Job::Formal(check) = job else {
+            bail!("the formal engine was given a job of another family");
+        };
         let p = &ctx.plan.properties[check.prop];
         let graph = match check.transformed {
             Some(t) => &ctx.transformed[t].0,
@@ -195,7 +229,7 @@ impl Engine for FormalEngine {
                 ),
             ),
         };
-        EvidenceRecord {
+        Ok(EvidenceRecord {
             check_id: check.id.clone(),
             property_id: p.id.clone(),
             kind: p.kind,
@@ -220,6 +254,7 @@ impl Engine for FormalEngine {
             counterexample,
             figures: check.figures.clone(),
             series: vec![],
+            acceptance: None,
             timing: Timing {
                 started,
                 finished: audit::now_utc(),
@@ -227,7 +262,646 @@ impl Engine for FormalEngine {
             },
             prev_hash: String::new(),
             hash: String::new(),
+        })
+    }
+}
+
+/// The plan the checks are built from, and the test set of the empirical and statistical engines.
+///
+/// With `data.file`, the file is read with the declared preprocessing; its rows become the reference points of the
+/// formal checks (selected by each property's `points`) and the data range becomes the domain range when the plan
+/// gives none. With inline points, they are the test set (labels: the plan's, else the model's predictions).
+fn test_set(
+    plan: &Plan,
+    plan_path: &Path,
+    graph: &Graph,
+) -> Result<(Plan, Option<nncert_data::Dataset>)> {
+    let mut eff = plan.clone();
+    let n = graph.input_size();
+    let d = &plan.data;
+    let range = d.range.map(|[lo, hi]| (lo, hi));
+    let data = if let Some(file) = &d.file {
+        let layout = match &d.layout {
+            Some(l) => l.parse().map_err(|e: String| {
+                anyhow::anyhow!("{}: data.layout: {e}", plan_path.display())
+            })?,
+            None => nncert_data::Layout::Nchw,
+        };
+        let pre = nncert_data::Preprocess {
+            scale: d.scale,
+            mean: d.mean.clone(),
+            std: d.std.clone(),
+            layout,
+            range,
+            label_column: -1,
+        };
+        let src = nncert_data::Source::parse(&Plan::resolve(plan_path, file).to_string_lossy());
+        let labels = d
+            .labels_file
+            .as_ref()
+            .map(|l| nncert_data::Source::parse(&Plan::resolve(plan_path, l).to_string_lossy()));
+        let shape: Vec<usize> = graph.input().shape.iter().skip(1).copied().collect();
+        let ds = nncert_data::load(&src, labels.as_ref(), &pre, Some(&shape))
+            .with_context(|| format!("{}: data.file", plan_path.display()))?;
+        ds.check_model(n, graph.output_size())
+            .with_context(|| format!("{}: data.file", plan_path.display()))?;
+        for p in &plan.properties {
+            if let Some(bad) = p
+                .points
+                .as_ref()
+                .and_then(|idx| idx.iter().find(|&&i| i >= ds.len()))
+            {
+                bail!(
+                    "{}: property `{}`: point index {bad} is out of range ({} has {} points)",
+                    plan_path.display(),
+                    p.id,
+                    file,
+                    ds.len()
+                );
+            }
         }
+        eff.data.points =
+            ds.x.rows()
+                .into_iter()
+                .map(|r| r.iter().map(|&v| f64::from(v)).collect())
+                .collect();
+        eff.data.labels = Some(ds.labels.clone());
+        if eff.domain.lower.is_none() && ds.lower.iter().chain(&ds.upper).all(|v| v.is_finite()) {
+            eff.domain.lower = Some(ds.lower.iter().map(|&v| f64::from(v)).collect());
+            eff.domain.upper = Some(ds.upper.iter().map(|&v| f64::from(v)).collect());
+        }
+        ds
+    } else if !d.points.is_empty() {
+        if d.points[0].len() != n {
+            bail!(
+                "{}: data.points have {} values, the model has {n} inputs",
+                plan_path.display(),
+                d.points[0].len()
+            );
+        }
+        let x = Array2::from_shape_fn((d.points.len(), n), |(i, j)| d.points[i][j] as f32);
+        let labels = match &d.labels {
+            Some(l) => l.clone(),
+            None => nncert_empirical::attack::predictions(
+                &nncert_empirical::Model::new(graph)?,
+                x.view(),
+            )?,
+        };
+        let (lower, upper) = match (&plan.domain.lower, &plan.domain.upper) {
+            (Some(lo), Some(hi)) => (
+                lo.iter().map(|&v| v as f32).collect(),
+                hi.iter().map(|&v| v as f32).collect(),
+            ),
+            _ => (vec![f32::NEG_INFINITY; n], vec![f32::INFINITY; n]),
+        };
+        let ds = nncert_data::Dataset {
+            x,
+            labels,
+            shape: graph.input().shape.iter().skip(1).copied().collect(),
+            lower,
+            upper,
+            origin: format!("{} [data] points", plan_path.display()),
+        };
+        ds.check_model(n, graph.output_size())
+            .with_context(|| format!("{}: data.labels", plan_path.display()))?;
+        ds
+    } else {
+        return Ok((eff, None));
+    };
+    let k = plan
+        .budgets
+        .test_points
+        .unwrap_or(data.len())
+        .min(data.len());
+    let test = nncert_data::Dataset {
+        x: data.x.slice(ndarray::s![..k, ..]).to_owned(),
+        labels: data.labels[..k].to_vec(),
+        ..data
+    };
+    Ok((eff, Some(test)))
+}
+
+fn record_base(
+    ctx: &EngineContext,
+    id: String,
+    prop: usize,
+    description: String,
+    method: MethodInfo,
+) -> EvidenceRecord {
+    let p = &ctx.plan.properties[prop];
+    EvidenceRecord {
+        check_id: id,
+        property_id: p.id.clone(),
+        kind: p.kind,
+        threats: p.threats.clone(),
+        description,
+        method,
+        budget: Budget::default(),
+        verdict: Verdict::Inconclusive,
+        reason: String::new(),
+        scope: ProofScope {
+            holds_for: String::new(),
+            under: String::new(),
+            not_covered: String::new(),
+        },
+        counterexample: None,
+        figures: vec![],
+        series: vec![],
+        acceptance: None,
+        timing: Timing {
+            started: audit::now_utc(),
+            finished: String::new(),
+            elapsed_s: 0.0,
+        },
+        prev_hash: String::new(),
+        hash: String::new(),
+    }
+}
+
+fn test_of<'a>(ctx: &'a EngineContext, what: &str) -> Result<&'a nncert_data::Dataset> {
+    ctx.test.as_ref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "{what} needs a test set: give data.file (with data.labels_file) or data.points"
+        )
+    })
+}
+
+/// nncert-empirical: attacks (robust accuracy per ε) and corruptions (accuracy drop) on the test points.
+/// An attack can refute stability at a point (a confirmed adversarial example) but never prove it.
+struct EmpiricalEngine;
+
+impl Engine for EmpiricalEngine {
+    fn family(&self) -> MethodFamily {
+        MethodFamily::Empirical
+    }
+    fn supports(&self, job: &Job) -> bool {
+        matches!(job, Job::Attack { .. } | Job::Corruption { .. })
+    }
+    fn run(&self, job: &Job, ctx: &EngineContext) -> Result<EvidenceRecord> {
+        match job {
+            Job::Attack { prop } => run_attack(*prop, job.id(&ctx.plan), ctx),
+            Job::Corruption { prop } => run_corruptions(*prop, job.id(&ctx.plan), ctx),
+            _ => bail!("the empirical engine was given a job of another family"),
+        }
+    }
+}
+
+fn run_attack(prop: usize, id: String, ctx: &EngineContext) -> Result<EvidenceRecord> {
+    let plan = &ctx.plan;
+    let p = &plan.properties[prop];
+    let data = test_of(ctx, &format!("property `{}` (empirical)", p.id))?;
+    let t0 = Instant::now();
+    let model = nncert_empirical::Model::new(&ctx.graph)?;
+    let b = &plan.budgets;
+    let (kind, kind_name) = match plan.methods.attack {
+        nncert_report::plan::Attack::Ensemble => (
+            nncert_empirical::AttackKind::Ensemble,
+            "attack ensemble (FGSM, PGD, APGD-CE, APGD-DLR, APGD-T, Square)",
+        ),
+        nncert_report::plan::Attack::Pgd => (nncert_empirical::AttackKind::Pgd, "PGD attack"),
+    };
+    let (norm, norm_name) = match p.norm {
+        Norm::Linf => (nncert_empirical::Norm::Linf, "L∞"),
+        Norm::L2 => (nncert_empirical::Norm::L2, "L2"),
+    };
+    let opts = nncert_empirical::AttackOptions {
+        kind,
+        norm,
+        steps: b.attack_steps,
+        restarts: b.attack_restarts,
+        queries: b.square_queries,
+        seed: b.seed,
+        ..Default::default()
+    };
+    let eps = plan.eps_for(p);
+    let eps32: Vec<f32> = eps.iter().map(|&e| e as f32).collect();
+    let clean_pred = nncert_empirical::attack::predictions(&model, data.x.view())?;
+    let clean = nncert_empirical::metrics::Accuracy::of(&clean_pred, &data.labels);
+    let curve = nncert_empirical::attack::robustness_curve(&model, data, &eps32, &opts, &|_| {})?;
+    let mut rec = record_base(
+        ctx,
+        id,
+        prop,
+        format!(
+            "{} test points, {norm_name} ε ∈ {{{}}}",
+            data.len(),
+            eps.iter()
+                .map(|e| fmt_eps(*e))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        MethodInfo {
+            family: MethodFamily::Empirical,
+            engine: "empirical".into(),
+            name: kind_name.into(),
+            completeness: Completeness::Incomplete,
+            soundness: Soundness::Unsound,
+            determinism: Determinism::Deterministic,
+        },
+    );
+    rec.figures.push(fig("test_points", data.len() as f64));
+    rec.figures.push(fig("clean_accuracy", clean.accuracy));
+    rec.figures
+        .push(fig("clean_accuracy_ci95_low", clean.ci95.0));
+    rec.figures
+        .push(fig("clean_accuracy_ci95_high", clean.ci95.1));
+    let mut evaluations = 0;
+    let mut points = vec![[0.0, clean.accuracy]];
+    for (e, r) in eps.iter().zip(&curve) {
+        let e = fmt_eps(*e);
+        rec.figures
+            .push(fig(&format!("robust_accuracy@{e}"), r.robust_accuracy));
+        rec.figures
+            .push(fig(&format!("robust_accuracy@{e}_ci95_low"), r.ci95.0));
+        rec.figures
+            .push(fig(&format!("robust_accuracy@{e}_ci95_high"), r.ci95.1));
+        evaluations += r.evaluations;
+    }
+    let mut by_eps: Vec<(f64, f64)> = eps
+        .iter()
+        .copied()
+        .zip(curve.iter().map(|r| r.robust_accuracy))
+        .collect();
+    by_eps.sort_by(|a, b| a.0.total_cmp(&b.0));
+    points.extend(
+        by_eps
+            .iter()
+            .filter(|(e, _)| *e > 0.0)
+            .map(|&(e, a)| [e, a]),
+    );
+    rec.series.push(Series {
+        name: format!("{} ({} attack)", p.id, kind.name()),
+        kind: SeriesKind::RobustAccuracyVsEps,
+        x_label: format!("ε ({norm_name})"),
+        y_label: "robust accuracy".into(),
+        points,
+    });
+    // The counterexample shown: a confirmed adversarial example of a correctly classified point, at the
+    // smallest ε where one was found.
+    let mut order: Vec<usize> = (0..eps.len()).collect();
+    order.sort_by(|&a, &b| eps[a].total_cmp(&eps[b]));
+    // The f32 confirmation of the attack is re-done in f64, as for formal counterexamples: only an input that
+    // is misclassified in both is shown.
+    let eval64 = Evaluator::<f64>::new(&ctx.graph);
+    let mut found = None;
+    'outer: for &k in &order {
+        for o in &curve[k].samples {
+            if o.broken
+                && o.clean_pred == o.label
+                && let Some(adv) = &o.adv
+            {
+                let x: Vec<f64> = adv.iter().map(|&v| f64::from(v)).collect();
+                let y = eval64.forward(Array2::from_shape_vec((1, x.len()), x.clone())?.view())?;
+                let out: Vec<f64> = y.iter().copied().collect();
+                let other = out
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != o.label)
+                    .map(|(_, &v)| v)
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let margin = out[o.label] - other;
+                if margin <= 0.0 {
+                    found = Some((k, o.index, o.label, x, out, margin));
+                    break 'outer;
+                }
+            }
+        }
+    }
+    let worst = curve
+        .iter()
+        .map(|r| r.robust_accuracy)
+        .fold(f64::INFINITY, f64::min);
+    rec.acceptance = p.min_robust_accuracy.map(|t| worst >= t);
+    let scope_under = format!(
+        "the network in {} executed in f32 by nncert's evaluator; adversarial examples are confirmed by \
+         re-execution; inputs clipped to the data range",
+        ctx.model_desc
+    );
+    if let Some((k, i, label, x, out, margin)) = found {
+        rec.counterexample = Some(CounterexampleData {
+            input: x,
+            input_shape: ctx.graph.input().shape.iter().map(|&d| d as u64).collect(),
+            reference: Some(data.x.row(i).iter().map(|&v| f64::from(v)).collect()),
+            margin,
+            output: out,
+        });
+        rec.verdict = Verdict::Counterexample;
+        rec.reason = format!(
+            "the attack found confirmed adversarial examples (the one shown: test point {i}, label {label}, \
+             ε = {}); robust accuracy {} (clean {:.3}): an upper bound, a stronger attack can only lower it",
+            fmt_eps(eps[k]),
+            curve_text(&eps, &curve),
+            clean.accuracy
+        );
+        rec.scope.holds_for = format!(
+            "the counterexample: stability fails at test point {i} for ε = {} (one input disproves it for the \
+             whole ball); the robust accuracy figures: the {} test points only",
+            fmt_eps(eps[k]),
+            data.len()
+        );
+    } else {
+        rec.reason = format!(
+            "no adversarial example found (robust accuracy {}, clean {:.3}): testing cannot prove robustness",
+            curve_text(&eps, &curve),
+            clean.accuracy
+        );
+        rec.scope.holds_for = format!(
+            "the {} test points and the attacks run; an upper bound on their robust accuracy",
+            data.len()
+        );
+    }
+    rec.scope.under = scope_under;
+    rec.scope.not_covered =
+        "no proof: points where no attack succeeded may still have adversarial examples; \
+         other inputs than the test points; other perturbation kinds"
+            .into();
+    rec.budget = Budget {
+        time_s: None,
+        samples: Some(evaluations),
+        seed: Some(b.seed),
+    };
+    rec.timing.elapsed_s = t0.elapsed().as_secs_f64();
+    rec.timing.finished = audit::now_utc();
+    Ok(rec)
+}
+
+fn curve_text(eps: &[f64], curve: &[nncert_empirical::attack::EpsResult]) -> String {
+    eps.iter()
+        .zip(curve)
+        .map(|(e, r)| {
+            format!(
+                "{:.3} at ε = {} (95% CI {:.3}–{:.3})",
+                r.robust_accuracy,
+                fmt_eps(*e),
+                r.ci95.0,
+                r.ci95.1
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn run_corruptions(prop: usize, id: String, ctx: &EngineContext) -> Result<EvidenceRecord> {
+    use nncert_empirical::corrupt;
+    let plan = &ctx.plan;
+    let p = &plan.properties[prop];
+    let data = test_of(ctx, &format!("property `{}` (corruptions)", p.id))?;
+    let t0 = Instant::now();
+    let known: Vec<corrupt::Corruption> = corrupt::IMAGE
+        .iter()
+        .chain(&corrupt::TABULAR)
+        .copied()
+        .collect();
+    let mut set = Vec::new();
+    for name in &plan.domain.corruptions {
+        match known.iter().find(|c| c.name() == name) {
+            Some(c) => set.push(*c),
+            None => bail!(
+                "domain.corruptions: unknown corruption `{name}` (known: {})",
+                known
+                    .iter()
+                    .map(|c| c.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+    let model = nncert_empirical::Model::new(&ctx.graph)?;
+    let rep = corrupt::evaluate(&model, data, &set, plan.budgets.seed, &|_| {})?;
+    let mut rec = record_base(
+        ctx,
+        id,
+        prop,
+        format!(
+            "{} test points under {} at severities 1–5",
+            data.len(),
+            plan.domain.corruptions.join(", ")
+        ),
+        MethodInfo {
+            family: MethodFamily::Empirical,
+            engine: "empirical".into(),
+            name: "corruption benchmark".into(),
+            completeness: Completeness::Incomplete,
+            soundness: Soundness::Unsound,
+            determinism: Determinism::Deterministic,
+        },
+    );
+    let mean_drop =
+        rep.rows.iter().map(|r| r.drop.absolute).sum::<f64>() / rep.rows.len().max(1) as f64;
+    rec.figures.push(fig("test_points", data.len() as f64));
+    rec.figures.push(fig("clean_accuracy", rep.clean.accuracy));
+    rec.figures.push(fig("mean_accuracy_drop", mean_drop));
+    rec.figures
+        .push(fig("mean_corruption_error", rep.mean_corruption_error));
+    for c in &set {
+        let rows: Vec<_> = rep.rows.iter().filter(|r| r.corruption == *c).collect();
+        let worst = rows
+            .iter()
+            .map(|r| r.accuracy.accuracy)
+            .fold(f64::INFINITY, f64::min);
+        rec.figures
+            .push(fig(&format!("accuracy_{}_worst_severity", c.name()), worst));
+        rec.series.push(Series {
+            name: c.name().replace('_', " "),
+            kind: SeriesKind::CorruptionDrop,
+            x_label: "severity".into(),
+            y_label: "accuracy drop".into(),
+            points: rows
+                .iter()
+                .map(|r| [r.severity as f64, r.drop.absolute])
+                .collect(),
+        });
+    }
+    rec.acceptance = p.max_accuracy_drop.map(|t| mean_drop <= t);
+    rec.reason = format!(
+        "clean accuracy {:.3}; mean accuracy drop {:.3} over {} corruptions × 5 severities (a measurement, not a \
+         proof)",
+        rep.clean.accuracy,
+        mean_drop,
+        set.len()
+    );
+    rec.scope = ProofScope {
+        holds_for: format!(
+            "the {} test points under the named corruptions (seeded draws)",
+            data.len()
+        ),
+        under: format!(
+            "the network in {} executed in f32 by nncert's evaluator",
+            ctx.model_desc
+        ),
+        not_covered: "other corruptions, severities, draws and inputs; adversarial perturbations"
+            .into(),
+    };
+    rec.budget = Budget {
+        time_s: None,
+        samples: Some((data.len() * rep.rows.len()) as u64),
+        seed: Some(plan.budgets.seed),
+    };
+    rec.timing.elapsed_s = t0.elapsed().as_secs_f64();
+    rec.timing.finished = audit::now_utc();
+    Ok(rec)
+}
+
+/// nncert-stats: randomized smoothing CERTIFY on the test points. It certifies the smoothed classifier, not the
+/// network, each certificate with probability at least 1 − α.
+struct StatisticalEngine;
+
+impl Engine for StatisticalEngine {
+    fn family(&self) -> MethodFamily {
+        MethodFamily::Statistical
+    }
+    fn supports(&self, job: &Job) -> bool {
+        matches!(job, Job::Smoothing { .. })
+    }
+    fn run(&self, job: &Job, ctx: &EngineContext) -> Result<EvidenceRecord> {
+        let Job::Smoothing { prop } = job else {
+            bail!("the statistical engine was given a job of another family");
+        };
+        let prop = *prop;
+        let plan = &ctx.plan;
+        let p = &plan.properties[prop];
+        let data = test_of(ctx, &format!("property `{}` (smoothing)", p.id))?;
+        let b = &plan.budgets;
+        let t0 = Instant::now();
+        let n_in = ctx.graph.input_size();
+        // Smoothing certifies L2 radii; an L∞ ball of radius ε lies in the L2 ball of radius ε·√d.
+        let (radii, norm_text): (Vec<f64>, String) = match p.norm {
+            Norm::L2 => (plan.eps_for(p), "L2 radius ε".into()),
+            Norm::Linf => (
+                plan.eps_for(p)
+                    .iter()
+                    .map(|e| e * (n_in as f64).sqrt())
+                    .collect(),
+                format!("L2 radius ε·√{n_in} (the L2 ball containing the L∞ ball of radius ε)"),
+            ),
+        };
+        let sc = nncert_stats::smoothing::SmoothedClassifier::new(
+            &ctx.graph,
+            b.smoothing_sigma,
+            b.seed,
+        )?;
+        let xs = data.x.mapv(f64::from);
+        let certs: Vec<nncert_stats::smoothing::Certificate> = sc
+            .certify_all(xs.view(), b.smoothing_n0, b.smoothing_n, b.alpha, &|_| {})?
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        let acc = nncert_stats::smoothing::certified_accuracy(&certs, &data.labels, &radii)?;
+        // The curve: from 0 to beyond the largest certified radius, plus the plan's radii.
+        let rmax = certs
+            .iter()
+            .map(|c| c.radius)
+            .fold(0.0, f64::max)
+            .max(radii.iter().copied().fold(0.0, f64::max));
+        let mut grid: Vec<f64> = (0..=20).map(|i| rmax * i as f64 / 20.0).collect();
+        grid.extend(&radii);
+        grid.sort_by(f64::total_cmp);
+        grid.dedup();
+        let curve = nncert_stats::smoothing::certified_accuracy(&certs, &data.labels, &grid)?;
+        let eps = plan.eps_for(p);
+        let mut rec = record_base(
+            ctx,
+            job.id(plan),
+            prop,
+            format!(
+                "{} test points, smoothing σ = {}, n0 = {}, n = {}, α = {}; certified at ε ∈ {{{}}} ({norm_text})",
+                data.len(),
+                b.smoothing_sigma,
+                b.smoothing_n0,
+                b.smoothing_n,
+                b.alpha,
+                eps.iter()
+                    .map(|e| fmt_eps(*e))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            MethodInfo {
+                family: MethodFamily::Statistical,
+                engine: "statistical".into(),
+                name: "randomized smoothing CERTIFY (Cohen et al. 2019)".into(),
+                completeness: Completeness::Incomplete,
+                soundness: Soundness::Unsound,
+                determinism: Determinism::Statistical,
+            },
+        );
+        let abstain = certs.iter().filter(|c| c.class.is_none()).count();
+        rec.figures.push(fig("test_points", data.len() as f64));
+        rec.figures.push(fig("sigma", b.smoothing_sigma));
+        rec.figures.push(fig("alpha", b.alpha));
+        rec.figures.push(fig("abstentions", abstain as f64));
+        for ((e, r), a) in eps.iter().zip(&radii).zip(&acc) {
+            rec.figures
+                .push(fig(&format!("certified_accuracy@{}", fmt_eps(*e)), *a));
+            if p.norm == Norm::Linf {
+                rec.figures
+                    .push(fig(&format!("l2_radius@{}", fmt_eps(*e)), *r));
+            }
+        }
+        rec.series.push(Series {
+            name: format!("{} (smoothing σ = {})", p.id, b.smoothing_sigma),
+            kind: SeriesKind::CertifiedAccuracyVsRadius,
+            x_label: "radius (L2)".into(),
+            y_label: "certified accuracy of the smoothed classifier".into(),
+            points: grid.iter().zip(&curve).map(|(&r, &a)| [r, a]).collect(),
+        });
+        let worst = acc.iter().copied().fold(f64::INFINITY, f64::min);
+        let summary = eps
+            .iter()
+            .zip(&acc)
+            .map(|(e, a)| format!("{a:.3} at ε = {}", fmt_eps(*e)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match p.min_certified_accuracy {
+            Some(t) if worst >= t => {
+                rec.verdict = Verdict::Proved;
+                rec.acceptance = Some(true);
+                rec.reason = format!(
+                    "certified accuracy of the smoothed classifier {summary} ≥ {t} (each certificate with probability \
+                     ≥ 1 − {}); {abstain} abstentions",
+                    b.alpha
+                );
+            }
+            Some(t) => {
+                rec.acceptance = Some(false);
+                rec.reason = format!(
+                    "certified accuracy of the smoothed classifier {summary} < {t}; {abstain} abstentions \
+                     (a failed certificate is not a counterexample)"
+                );
+            }
+            None => {
+                rec.reason = format!(
+                    "certified accuracy of the smoothed classifier {summary} (no threshold in the plan); {abstain} \
+                     abstentions"
+                );
+            }
+        }
+        rec.scope = ProofScope {
+            holds_for: format!(
+                "the smoothed classifier g(x) = argmax_c P(f(x + e) = c), e ~ N(0, {}² I) — not the network f: \
+                 at each counted test point g returns the label within the certified radius, with probability \
+                 ≥ 1 − {} per point (≥ 1 − {} for all {} points together, by the union bound)",
+                b.smoothing_sigma,
+                b.alpha,
+                b.alpha * data.len() as f64,
+                data.len()
+            ),
+            under: format!(
+                "the network in {} executed in f32 by nncert's evaluator on Gaussian noise (not clipped to the \
+                 data range); exact Clopper–Pearson bounds",
+                ctx.model_desc
+            ),
+            not_covered: "the base network f itself (deployed without smoothing it has no certificate); other \
+                          inputs than the test points; L∞ radii beyond the L2 ball stated"
+                .into(),
+        };
+        rec.budget = Budget {
+            time_s: None,
+            samples: Some((b.smoothing_n + b.smoothing_n0) * data.len() as u64),
+            seed: Some(b.seed),
+        };
+        rec.timing.elapsed_s = t0.elapsed().as_secs_f64();
+        rec.timing.finished = audit::now_utc();
+        Ok(rec)
     }
 }
 
@@ -423,6 +1097,9 @@ fn build_checks(
     let mut checks = Vec::new();
     for (pi, p) in plan.properties.iter().enumerate() {
         let ctx = |what: &str| format!("{}: property `{}`: {what}", plan_path.display(), p.id);
+        if !p.wants(MethodFamily::Formal) || p.perturbation == Perturbation::Corruption {
+            continue;
+        }
         match p.kind {
             PropertyKind::Stability if p.perturbation == Perturbation::Semantic => {
                 let sem = plan.domain.semantic.clone().unwrap_or_default();
@@ -764,10 +1441,42 @@ pub fn assess(plan_path: &Path, out: &Path, use_gate: bool, junit: Option<&Path>
             bytes: data.len() as u64,
         });
     }
+    for (role, f) in [
+        ("data", &plan.data.file),
+        ("labels", &plan.data.labels_file),
+    ] {
+        if let Some(f) = f {
+            let path = Plan::resolve(plan_path, f);
+            // A PNG folder is not one file: its images are not hashed one by one here.
+            if !path.is_dir() {
+                artifacts.push(artifact(role, f, &path)?);
+            }
+        }
+    }
     let model_sha = artifacts[1].sha256.clone();
     let model_desc = format!("{} (SHA-256 {}…)", plan.model.path, &model_sha[..16]);
+    let (eff, test) = test_set(&plan, plan_path, &graph)?;
     let mut transformed = Vec::new();
-    let checks = build_checks(&plan, plan_path, &graph, &model_desc, &mut transformed)?;
+    let checks = build_checks(&eff, plan_path, &graph, &model_desc, &mut transformed)?;
+    let mut jobs: Vec<Job> = checks
+        .into_iter()
+        .map(|c| Job::Formal(Box::new(c)))
+        .collect();
+    for (pi, p) in plan.properties.iter().enumerate() {
+        if p.kind != PropertyKind::Stability {
+            continue;
+        }
+        if p.wants(MethodFamily::Empirical) {
+            match p.perturbation {
+                Perturbation::Norm => jobs.push(Job::Attack { prop: pi }),
+                Perturbation::Corruption => jobs.push(Job::Corruption { prop: pi }),
+                Perturbation::Semantic => {}
+            }
+        }
+        if p.wants(MethodFamily::Statistical) && p.perturbation == Perturbation::Norm {
+            jobs.push(Job::Smoothing { prop: pi });
+        }
+    }
 
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     let state_path = out.join(STATE_FILE);
@@ -805,41 +1514,41 @@ pub fn assess(plan_path: &Path, out: &Path, use_gate: bool, junit: Option<&Path>
         }
     }
     let ctx = EngineContext {
-        plan: plan.clone(),
+        plan: eff,
         graph,
         transformed,
+        test,
+        model_desc,
     };
     let active: Vec<&dyn Engine> = engines
         .iter()
         .filter(|e| families.contains(&e.family()))
         .map(|b| b.as_ref())
         .collect();
-    let total = checks.len() * active.len();
+    let total = jobs
+        .iter()
+        .filter(|j| active.iter().any(|e| e.supports(j)))
+        .count();
     let mut done = 0;
     for engine in &active {
-        for check in &checks {
-            done += 1;
-            let kind = plan.properties[check.prop].kind;
-            if !engine.supports(kind) {
+        for job in &jobs {
+            if !engine.supports(job) {
                 continue;
             }
+            done += 1;
+            let id = job.id(&plan);
             if records
                 .iter()
-                .any(|r| r.check_id == check.id && r.method.family == engine.family())
+                .any(|r| r.check_id == id && r.method.family == engine.family())
             {
                 eprintln!(
-                    "[{done}/{total}] {} ({}): already done",
-                    check.id,
+                    "[{done}/{total}] {id} ({}): already done",
                     engine.family().name()
                 );
                 continue;
             }
-            eprint!(
-                "[{done}/{total}] {} ({}) ... ",
-                check.id,
-                engine.family().name()
-            );
-            let mut rec = engine.run(check, &ctx);
+            eprint!("[{done}/{total}] {id} ({}) ... ", engine.family().name());
+            let mut rec = engine.run(job, &ctx)?;
             let prev = records
                 .last()
                 .map(|r| r.hash.clone())
@@ -860,8 +1569,9 @@ pub fn assess(plan_path: &Path, out: &Path, use_gate: bool, junit: Option<&Path>
         plan,
         audit: Audit {
             artifacts,
-            seeds: [("formal".to_string(), ctx.plan.budgets.seed)]
-                .into_iter()
+            seeds: active
+                .iter()
+                .map(|e| (e.family().name().to_string(), ctx.plan.budgets.seed))
                 .collect(),
             machine: audit::machine(),
             started,

@@ -157,7 +157,11 @@ fn an_interrupted_assessment_resumes_with_the_same_evidence() {
         .lines()
         .map(String::from)
         .collect();
-    assert_eq!(lines.len(), 11, "header + 10 records");
+    assert_eq!(
+        lines.len(),
+        13,
+        "header + 10 formal and 2 empirical records"
+    );
     std::fs::write(&state, lines[..4].join("\n") + "\n").expect("truncate");
     for f in ["evidence.json", "report.html", "report.md"] {
         std::fs::remove_file(out.join(f)).expect("remove");
@@ -217,7 +221,7 @@ fn gate_fails_with_code_4_and_one_line_per_failed_check() {
     assert_eq!(o.status.code(), Some(4), "{}", text(&o.stderr));
     let stdout = text(&o.stdout);
     assert!(
-        stdout.contains("GATE FAILED reach-wide: 0/1 checks proved"),
+        stdout.contains("GATE FAILED reach-wide: 0/1 formal checks proved"),
         "{stdout}"
     );
     assert!(stdout.contains("  reach-wide: counterexample:"), "{stdout}");
@@ -307,4 +311,185 @@ fn signed_reports_detect_a_flipped_byte() {
     assert!(text(&o.stdout).contains("altered"), "{}", text(&o.stdout));
     // keygen refuses to overwrite a key.
     assert_eq!(nncert(&["keygen", "--out", s(&key)]).status.code(), Some(3));
+}
+
+/// The digits plan with absolute paths and small budgets: all three method families run on a data file.
+fn digits_plan_in(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
+    let digits = repo().join("examples/digits");
+    let mut t = std::fs::read_to_string(digits.join("plan.toml")).expect("read plan");
+    for f in ["mlp.onnx", "x_test.npy", "y_test.npy"] {
+        t = t.replace(&format!("\"{f}\""), &format!("\"{}\"", s(&digits.join(f))));
+    }
+    let t = t
+        .replace("test_points = 100", "test_points = 40")
+        .replace("attack_steps = 50", "attack_steps = 10")
+        .replace("square_queries = 1000", "square_queries = 100")
+        .replace("smoothing_n = 10000", "smoothing_n = 1000");
+    let p = dir.join("plan.toml");
+    std::fs::write(&p, edit(t)).expect("write plan");
+    p
+}
+
+fn figure(r: &Value, name: &str) -> f64 {
+    r["figures"]
+        .as_array()
+        .expect("figures")
+        .iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("no figure {name} in {}", r["check_id"]))["value"]
+        .as_f64()
+        .expect("value")
+}
+
+#[test]
+fn digits_plan_runs_all_three_families_honestly_and_resumes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = digits_plan_in(dir.path(), |t| t);
+    let out = dir.path().join("out");
+    let o = nncert(&["assess", s(&plan), "--out", s(&out), "--gate"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let ev = evidence(&out);
+    let records = ev["records"].as_array().expect("records");
+    let families: std::collections::BTreeSet<&str> = records
+        .iter()
+        .map(|r| r["method"]["family"].as_str().expect("family"))
+        .collect();
+    assert_eq!(
+        families.into_iter().collect::<Vec<_>>(),
+        ["empirical", "formal", "statistical"]
+    );
+    assert!(ev["not_run"].as_array().expect("not_run").is_empty());
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("schemas/evidence.schema.json")).expect("schema"),
+    )
+    .expect("schema JSON");
+    let v = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = v.iter_errors(&ev).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+
+    let by_id = |id: &str| {
+        records
+            .iter()
+            .find(|r| r["check_id"] == id)
+            .unwrap_or_else(|| panic!("no record {id}"))
+    };
+    // Attacks: robust accuracy never exceeds clean accuracy and falls with ε; a counterexample is a real one.
+    let attack = by_id("stability-attack/attack");
+    let clean = figure(attack, "clean_accuracy");
+    let mut prev = clean;
+    for e in ["0.02", "0.05", "0.1"] {
+        let ra = figure(attack, &format!("robust_accuracy@{e}"));
+        assert!(ra <= prev, "robust accuracy {ra} at {e} above {prev}");
+        prev = ra;
+    }
+    assert!(clean > 0.9, "the bundled MLP is ~97% accurate, got {clean}");
+    assert_ne!(attack["verdict"], "proved");
+    if attack["verdict"] == "counterexample" {
+        assert!(attack["counterexample"]["margin"].as_f64().expect("margin") <= 0.0);
+    }
+    assert_eq!(attack["series"][0]["kind"], "robust_accuracy_vs_eps");
+    let corr = by_id("corruption/corruptions");
+    assert_eq!(corr["series"].as_array().expect("series").len(), 5);
+    assert_eq!(corr["series"][0]["kind"], "corruption_drop");
+    // Smoothing: a statistical method whose scope names the smoothed classifier and the confidence.
+    let sm = by_id("stability-smoothed/smoothing");
+    assert_eq!(sm["method"]["determinism"], "statistical");
+    let holds = sm["scope"]["holds_for"].as_str().expect("scope");
+    assert!(
+        holds.contains("smoothed classifier") && holds.contains("not the network f"),
+        "{holds}"
+    );
+    assert!(holds.contains("1 − 0.001"), "{holds}");
+    assert_eq!(sm["series"][0]["kind"], "certified_accuracy_vs_radius");
+    // Only formal records and the smoothed classifier's certificate may say "proved".
+    for r in records {
+        let fam = r["method"]["family"].as_str().expect("family");
+        if r["verdict"] == "proved" {
+            assert!(
+                fam == "formal"
+                    || (fam == "statistical"
+                        && r["scope"]["holds_for"]
+                            .as_str()
+                            .expect("scope")
+                            .contains("not the network f")),
+                "{} claims proved",
+                r["check_id"]
+            );
+        }
+        if fam == "empirical" {
+            assert_eq!(r["method"]["soundness"], "unsound");
+        }
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).expect("html");
+    for title in [
+        "Robust accuracy vs perturbation budget ε",
+        "Certified accuracy vs radius",
+        "Accuracy drop under corruption",
+    ] {
+        assert!(html.contains(&format!("aria-label=\"{title}")), "{title}");
+    }
+    // The smoothed classifier's curve (L2) is not drawn on the formal curve's axes (L∞ budgets of the network).
+    assert!(html.contains("aria-label=\"Certified accuracy vs radius — radius (L2)\""));
+    assert!(html.contains("aria-label=\"Certified accuracy vs radius — radius ε (L∞)\""));
+
+    // Resume after losing the last two records (the statistical and one empirical) gives the same evidence.
+    let state = out.join("state.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(&state)
+        .expect("state")
+        .lines()
+        .map(String::from)
+        .collect();
+    std::fs::write(&state, lines[..lines.len() - 2].join("\n") + "\n").expect("truncate");
+    let o = nncert(&["assess", s(&plan), "--out", s(&out), "--gate"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("already done"));
+    assert_eq!(stable_records(&evidence(&out)), stable_records(&ev));
+
+    // A threshold the measurement misses fails the gate with a line for it.
+    let plan2 = digits_plan_in(dir.path(), |t| {
+        t.replace(
+            "min_certified_accuracy = 0.6",
+            "min_certified_accuracy = 0.99",
+        )
+    });
+    let o = nncert(&[
+        "assess",
+        s(&plan2),
+        "--out",
+        s(&dir.path().join("out2")),
+        "--gate",
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o.stderr));
+    let stdout = text(&o.stdout);
+    assert!(
+        stdout.contains("GATE FAILED stability-smoothed: 0/1 measurements meet their thresholds"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("GATE FAILED stability-attack"), "{stdout}");
+}
+
+#[test]
+fn a_data_file_plan_needs_explicit_formal_points_and_valid_indices() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = digits_plan_in(dir.path(), |t| {
+        t.replace("points = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n", "")
+    });
+    let o = nncert(&["assess", s(&plan), "--out", s(&dir.path().join("o"))]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("formal checks need points"),
+        "{}",
+        text(&o.stderr)
+    );
+    let plan = digits_plan_in(dir.path(), |t| {
+        t.replace("points = [0, 1, 2", "points = [1000, 1, 2")
+    });
+    let o = nncert(&["assess", s(&plan), "--out", s(&dir.path().join("o"))]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("point index 1000 is out of range"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!text(&o.stderr).contains("panicked"));
 }
