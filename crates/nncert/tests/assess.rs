@@ -3,22 +3,10 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
 
-fn nncert(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nncert"))
-        .args(args)
-        .output()
-        .expect("run nncert")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::{nncert, repo, text};
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")

@@ -1,24 +1,10 @@
 //! End-to-end tests of the `nncert` binary on the bundled example and on bad input.
 
 use npyz::WriterBuilder;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
 
-fn nncert(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nncert"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("binary runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::{nncert, repo, text};
 
 #[test]
 fn verify_finds_and_writes_the_counterexample() {

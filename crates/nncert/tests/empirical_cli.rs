@@ -1,23 +1,10 @@
 //! End-to-end tests of `nncert attack` and `nncert corrupt` on the bundled digits and cancer examples.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
 
-fn nncert(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nncert"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("binary runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::{nncert, repo, text};
 
 fn read_npy_f32(p: &Path) -> (Vec<u64>, Vec<f32>) {
     let bytes = std::fs::read(p).unwrap();
