@@ -790,10 +790,16 @@ impl DenseReluNet {
         // too, at 2ε, which covers the rounding of the constant's running sum.
         let mut err = vec![0.0; rows];
         let mut best = vec![f64::NEG_INFINITY; rows];
+        // The relaxation of every hidden layer below `top`, per box: computed once, read by every row.
+        let tables: Vec<Vec<ReluTable>> = layers
+            .iter()
+            .map(|lb| lb[..top].iter().map(|l| ReluTable::new(l, eps)).collect())
+            .collect();
+        let mut next = Array2::<f64>::zeros((0, 0));
         for k in (0..=top).rev() {
             let layer = &self.layers[k];
             // Magnitude of this layer's input per box ([n_in_k, nb]): max|x| for the first layer, max(u, 0)
-            // after a ReLU; then |W|·mag + |b| per box.
+            // after a ReLU; then |W|·mag + |b| per box, stored per box ([nb, n_out_k]).
             let n_prev = layer.w.ncols();
             let mut mag = Array2::<f64>::zeros((n_prev, nb));
             for d in 0..nb {
@@ -801,29 +807,40 @@ impl DenseReluNet {
                     mag[[j, d]] = if k == 0 {
                         boxes[d].lower[j].abs().max(boxes[d].upper[j].abs())
                     } else {
-                        layers[d][k - 1].upper[j].max(0.0)
+                        tables[d][k - 1].up_pos[j]
                     };
                 }
             }
             let mut wmag = Array2::<f64>::zeros((layer.b.len(), nb));
             general_mat_mul(1.0, &layer.w_abs, &mag, 0.0, &mut wmag);
+            let mut wb = wmag.reversed_axes().as_standard_layout().into_owned();
+            for mut row in wb.rows_mut() {
+                for (v, b) in row.iter_mut().zip(&layer.b) {
+                    *v += b.abs();
+                }
+            }
             for r in 0..rows {
-                let d = row_box[r];
                 let ar = a.row(r);
+                let ar = ar.as_slice().expect("standard layout");
+                let wbr = wb.row(row_box[r]);
+                let wbr = wbr.as_slice().expect("standard layout");
                 let mut e = 0.0;
                 let mut cst = 0.0;
-                for (i, &ai) in ar.iter().enumerate() {
+                for ((&ai, &bi), &wi) in ar.iter().zip(&layer.b).zip(wbr) {
+                    // (skipping zeros also keeps 0·∞ out of the sums)
                     if ai != 0.0 {
-                        cst += ai * layer.b[i];
-                        e += ai.abs() * (wmag[[i, d]] + layer.b[i].abs());
+                        cst += ai * bi;
+                        e += ai.abs() * wi;
                     }
                 }
                 constant[r] += cst;
                 err[r] += 2.0 * eps * e;
             }
-            let mut next = Array2::<f64>::zeros((rows, n_prev));
+            if next.dim() != (rows, n_prev) {
+                next = Array2::<f64>::zeros((rows, n_prev));
+            }
             general_mat_mul(1.0, &a, &layer.w, 0.0, &mut next);
-            a = next;
+            std::mem::swap(&mut a, &mut next);
             if k == 0 {
                 break;
             }
@@ -833,57 +850,79 @@ impl DenseReluNet {
                 }
                 extras.tape[k - 1] = a.clone();
             }
+            let plain = extras.scores.is_empty() && extras.alpha.is_empty();
             for r in 0..rows {
-                let lb = &layers[row_box[r]][k - 1];
+                let t = &tables[row_box[r]][k - 1];
                 let mut ar = a.row_mut(r);
                 let ar = ar.as_slice_mut().expect("standard layout");
                 // Stopping here and using the interval of this layer's input is sometimes tighter than
-                // relaxing further: keep the best of these bounds.
+                // relaxing further: keep the best of these bounds. `v`/`m` read the coefficients before the
+                // relaxation below changes them.
                 let mut v = constant[r];
                 let mut m = constant[r].abs();
-                for (j, &aj) in ar.iter().enumerate() {
-                    let (lo, up) = (lb.lower[j].max(0.0), lb.upper[j].max(0.0));
-                    v += if aj >= 0.0 { aj * lo } else { aj * up };
-                    m += aj.abs() * up;
+                let mut d_const = 0.0;
+                let mut d_err = 0.0;
+                if plain {
+                    // Through the ReLU: a positive coefficient meets the lower relaxation (0 or z, whichever
+                    // is closer on [lo, up], as CROWN), a negative one the upper chord s·(z − lo).
+                    // Branch-free (the coefficients' signs are unpredictable): one of `pos`/`neg` is zero, so
+                    // every sum below adds exactly the product the sign selects.
+                    let n = ar.len();
+                    let (lo_pos, up_pos) = (&t.lo_pos[..n], &t.up_pos[..n]);
+                    let (lower_mult, upper_mult) = (&t.lower_mult[..n], &t.upper_mult[..n]);
+                    let (chord_lo, chord_err) = (&t.chord_lo[..n], &t.chord_err[..n]);
+                    for j in 0..n {
+                        let x = ar[j];
+                        let pos = x.max(0.0);
+                        let neg = x.min(0.0);
+                        v += pos * lo_pos[j] + neg * up_pos[j];
+                        m += (pos - neg) * up_pos[j];
+                        let na = neg * upper_mult[j];
+                        ar[j] = pos * lower_mult[j] + na;
+                        d_const -= na * chord_lo[j];
+                        d_err -= neg * chord_err[j];
+                    }
+                } else {
+                    for (j, aj) in ar.iter_mut().enumerate() {
+                        let x = *aj;
+                        let (lo_p, up_p) = (t.lo_pos[j], t.up_pos[j]);
+                        v += if x >= 0.0 { x * lo_p } else { x * up_p };
+                        m += x.abs() * up_p;
+                        if x == 0.0 || !t.unstable[j] {
+                            *aj = x * t.upper_mult[j]; // stable: 1 (active) or 0 (inactive)
+                            continue;
+                        }
+                        let (lo, up) = (t.lo[j], t.up[j]);
+                        if x > 0.0 {
+                            if let Some(s) = extras.scores.get_mut(k - 1) {
+                                s[j] += 0.5 * x * up.min(-lo);
+                            }
+                            if let Some(al) = extras.alpha.get(k - 1) {
+                                // lower relaxation α·z with an optimized α ∈ [0, 1]
+                                let slope = al[[r, j]];
+                                if slope != 1.0 {
+                                    d_err += (2.0 * eps + 4.0 * U) * x * slope * t.z[j];
+                                    *aj = x * slope;
+                                }
+                            } else {
+                                *aj = x * t.lower_mult[j];
+                            }
+                        } else {
+                            let slope = t.upper_mult[j];
+                            if let Some(s) = extras.scores.get_mut(k - 1) {
+                                s[j] += x.abs() * slope * -lo;
+                            }
+                            let na = x * slope;
+                            *aj = na;
+                            d_const -= na * lo;
+                            d_err -= x * t.chord_err[j];
+                        }
+                    }
                 }
                 let cand = (v - (err[r] + 2.0 * eps * m) * (1.0 + 1e-6)).next_down();
                 best[r] = best[r].max(cand);
-                // Through the ReLU: choose each relaxation by the sign of the coefficient.
-                for (j, aj) in ar.iter_mut().enumerate() {
-                    let (lo, up) = (lb.lower[j], lb.upper[j]);
-                    if *aj == 0.0 || lo >= 0.0 {
-                        continue;
-                    }
-                    if up <= 0.0 {
-                        *aj = 0.0;
-                    } else if *aj > 0.0 {
-                        if let Some(s) = extras.scores.get_mut(k - 1) {
-                            s[j] += 0.5 * *aj * up.min(-lo);
-                        }
-                        if let Some(al) = extras.alpha.get(k - 1) {
-                            // lower relaxation α·z with an optimized α ∈ [0, 1]
-                            let slope = al[[r, j]];
-                            if slope != 1.0 {
-                                let z = lo.abs().max(up.abs());
-                                err[r] += (2.0 * eps + 4.0 * U) * *aj * slope * z;
-                                *aj *= slope;
-                            }
-                        } else if up <= -lo {
-                            // lower relaxation: 0 or z, whichever is closer on [lo, up]
-                            *aj = 0.0;
-                        }
-                    } else {
-                        // a negative coefficient meets the upper chord s·(z − lo)
-                        let slope = chord_slope(lo, up);
-                        if let Some(s) = extras.scores.get_mut(k - 1) {
-                            s[j] += aj.abs() * slope * -lo;
-                        }
-                        let z = lo.abs().max(up.abs());
-                        err[r] += (2.0 * eps + 4.0 * U) * aj.abs() * slope * (z + lo.abs());
-                        *aj *= slope;
-                        constant[r] -= *aj * lo;
-                    }
-                }
+                constant[r] += d_const;
+                err[r] += d_err;
             }
         }
         // Concretize a·x + constant over each row's box.
@@ -957,6 +996,63 @@ impl DenseReluNet {
     /// Bounds of the output layer only (no objective), from the last entry of `bounds`.
     pub fn output_bounds<'b>(&self, bounds: &'b DenseBounds) -> &'b LayerBounds {
         bounds.output()
+    }
+}
+
+/// One hidden layer's ReLU relaxation over one box, precomputed for the backward pass (which reads it once per
+/// objective row): stable neurons pass (1) or block (0) their coefficient; an unstable one has CROWN's lower
+/// slope (0 or 1, whichever is closer on `[lo, up]`) and the upper chord `s·(z − lo)`.
+struct ReluTable {
+    lo: Vec<f64>,
+    up: Vec<f64>,
+    /// `max(lo, 0)`, `max(up, 0)`: the post-ReLU interval.
+    lo_pos: Vec<f64>,
+    up_pos: Vec<f64>,
+    /// `max(|lo|, |up|)`.
+    z: Vec<f64>,
+    unstable: Vec<bool>,
+    /// Multiplier of a positive coefficient (lower relaxation) and of a negative one (upper relaxation).
+    lower_mult: Vec<f64>,
+    upper_mult: Vec<f64>,
+    /// `lo` where the chord applies (unstable neurons), else 0: the chord's intercept is `−s·lo`.
+    chord_lo: Vec<f64>,
+    /// Error per unit of |coefficient| through the chord: `(2ε + 4u)·s·(z + |lo|)` (unstable), else 0.
+    chord_err: Vec<f64>,
+}
+
+impl ReluTable {
+    fn new(l: &LayerBounds, eps: f64) -> Self {
+        let n = l.lower.len();
+        let mut t = ReluTable {
+            lo: l.lower.clone(),
+            up: l.upper.clone(),
+            lo_pos: vec![0.0; n],
+            up_pos: vec![0.0; n],
+            z: vec![0.0; n],
+            unstable: vec![false; n],
+            lower_mult: vec![0.0; n],
+            upper_mult: vec![0.0; n],
+            chord_lo: vec![0.0; n],
+            chord_err: vec![0.0; n],
+        };
+        for j in 0..n {
+            let (lo, up) = (l.lower[j], l.upper[j]);
+            t.lo_pos[j] = lo.max(0.0);
+            t.up_pos[j] = up.max(0.0);
+            t.z[j] = lo.abs().max(up.abs());
+            if lo >= 0.0 {
+                t.lower_mult[j] = 1.0;
+                t.upper_mult[j] = 1.0;
+            } else if up > 0.0 {
+                let slope = chord_slope(lo, up);
+                t.unstable[j] = true;
+                t.lower_mult[j] = if up <= -lo { 0.0 } else { 1.0 };
+                t.upper_mult[j] = slope;
+                t.chord_lo[j] = lo;
+                t.chord_err[j] = (2.0 * eps + 4.0 * U) * slope * (t.z[j] + lo.abs());
+            }
+        }
+        t
     }
 }
 
