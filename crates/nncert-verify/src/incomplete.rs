@@ -139,3 +139,63 @@ pub fn prove(graph: &Graph, property: &Property, method: Method, deadline: Insta
         .iter()
         .all(|case| refute_case(&bounder, case, method).iter().all(|&r| r))
 }
+
+/// What the dense engine ([`nncert_bounds::dense`], feed-forward ReLU networks) proves about one case's box.
+#[derive(Clone, Debug)]
+pub struct DenseCaseBounds {
+    /// Bounds of the outputs over the (ulp-widened) box.
+    pub output: nncert_bounds::dense::LayerBounds,
+    /// Per disjunct, per constraint `c·y ≤ rhs`: a sound lower bound of `c·y − rhs` (positive: impossible).
+    pub margins: Vec<Vec<f64>>,
+    /// Per disjunct: proved impossible in the box.
+    pub refuted: Vec<bool>,
+}
+
+/// Bounds `case` with the dense engine: forward relaxation refined by backward CROWN for the layers, then each
+/// constraint's objective by backward CROWN, with `alpha_iterations` of α-CROWN slope optimization (0: CROWN).
+/// The same soundness rules as [`refute_case`] (ulp-widened box, rounded coefficients covered).
+pub fn dense_case_bounds(
+    net: &nncert_bounds::dense::DenseReluNet,
+    case: &Case,
+    alpha_iterations: usize,
+) -> DenseCaseBounds {
+    let rows = crate::dense_bab::CaseRows::new(case, net.output_size());
+    let widened = InputBox {
+        lower: case.input.lower.iter().map(|v| v.next_down()).collect(),
+        upper: case.input.upper.iter().map(|v| v.next_up()).collect(),
+    };
+    let bounds = net
+        .bound_boxes(std::slice::from_ref(&widened), &[None])
+        .pop()
+        .expect("one box in, one out");
+    let lower = if rows.c.nrows() == 0 {
+        vec![]
+    } else {
+        let opts = nncert_bounds::dense::ObjectiveOptions {
+            alpha_iterations,
+            ..Default::default()
+        };
+        net.objective_lower_with(&widened, &bounds, rows.c.view(), opts)
+            .lower
+    };
+    let out = bounds.output();
+    let ymag: Vec<f64> = out
+        .lower
+        .iter()
+        .zip(&out.upper)
+        .map(|(l, u)| l.abs().max(u.abs()))
+        .collect();
+    let mut margins = vec![Vec::new(); rows.n_disjuncts];
+    let mut refuted = vec![false; rows.n_disjuncts];
+    for (r, &lb) in lower.iter().enumerate() {
+        let (refutes, gap) = rows.refutes(rows.c.row(r), r, lb, &ymag);
+        let d = rows.owner[r];
+        margins[d].push(gap);
+        refuted[d] |= refutes;
+    }
+    DenseCaseBounds {
+        output: out.clone(),
+        margins,
+        refuted,
+    }
+}

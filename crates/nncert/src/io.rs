@@ -155,54 +155,108 @@ pub fn eval(model: &Path, input: &Path, output: Option<&Path>, in_f64: bool) -> 
 }
 
 /// Prints output bounds and constraint margins per case of `prop`.
-pub fn print_bounds(graph: &Graph, prop: &nncert_spec::Property, method: nncert_bounds::Method) {
-    let model = nncert_bounds::BoundModel::new(graph);
-    let bounder = model.bounder();
-    let mut refuted = Vec::new();
-    for (ci, case) in prop.cases.iter().enumerate() {
-        // The bounds that decide the proof are the ones printed (on the ulp-widened box).
-        let res =
-            nncert_verify::incomplete::refute_case_detailed(&bounder, case, method, None, true);
-        refuted.push(res.refuted);
-        let bounds = res.bounds;
-        let out = &bounds[graph.output_id().0];
-        println!("case {ci}: {} inputs in a box", case.input.dim());
-        for (j, (l, u)) in out.lower.iter().zip(&out.upper).enumerate() {
+/// The bound methods of `nncert bounds`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BoundsMethod {
+    /// Interval bound propagation.
+    Ibp,
+    /// Backward linear relaxation (CROWN / DeepPoly).
+    Crown,
+    /// α-CROWN: CROWN with optimized lower ReLU slopes (feed-forward ReLU networks).
+    Alpha,
+}
+
+/// Prints the output bounds and the lower bounds of every constraint's `c·y − rhs` per case, and whether they
+/// prove the property.
+pub fn print_bounds(
+    graph: &Graph,
+    prop: &nncert_spec::Property,
+    method: BoundsMethod,
+    alpha_iterations: usize,
+) -> anyhow::Result<()> {
+    let mut proved = true;
+    let name = match method {
+        BoundsMethod::Ibp => "interval (IBP)".to_string(),
+        BoundsMethod::Crown => "CROWN".to_string(),
+        BoundsMethod::Alpha => format!("α-CROWN ({alpha_iterations} iterations, dense engine)"),
+    };
+    let print_case = |ci: usize, dim: usize, out: (&[f64], &[f64])| {
+        println!("case {ci}: {dim} inputs in a box");
+        for (j, (l, u)) in out.0.iter().zip(out.1).enumerate() {
             println!("  Y_{j} in [{l:.6e}, {u:.6e}]");
         }
-        for (di, d) in case.output.disjuncts.iter().enumerate() {
-            let rows: Vec<Vec<f64>> = d.constraints.iter().map(|k| k.coeffs.clone()).collect();
-            let c = ndarray::Array2::from_shape_fn((rows.len(), graph.output_size()), |(r, j)| {
-                rows[r][j]
-            });
-            let lower = if rows.is_empty() {
-                vec![]
+    };
+    let print_disjunct = |di: usize, margins: &[f64], refuted: bool| {
+        let margins: Vec<String> = margins.iter().map(|m| format!("{m:.4e}")).collect();
+        println!(
+            "  disjunct {di}: lower bounds of c·y - rhs: [{}] -> {}",
+            margins.join(", "),
+            if refuted {
+                "impossible (proved)"
             } else {
-                bounder.output_lower(&c, &bounds)
-            };
-            let margins: Vec<String> = lower
-                .iter()
-                .zip(&d.constraints)
-                .map(|(lb, k)| format!("{:.4e}", lb - k.rhs))
-                .collect();
-            println!(
-                "  disjunct {di}: lower bounds of c·y - rhs: [{}] -> {}",
-                margins.join(", "),
-                if refuted[ci][di] {
-                    "impossible (proved)"
-                } else {
-                    "not excluded"
-                }
+                "not excluded"
+            }
+        );
+    };
+    if method == BoundsMethod::Alpha {
+        let Some(net) = nncert_bounds::dense::DenseReluNet::from_graph(graph) else {
+            anyhow::bail!(
+                "--method alpha needs a feed-forward ReLU network (Linear → ReLU → … → Linear); this model has \
+                 other operations (see `nncert inspect`): use --method crown"
             );
+        };
+        for (ci, case) in prop.cases.iter().enumerate() {
+            let res = nncert_verify::incomplete::dense_case_bounds(&net, case, alpha_iterations);
+            print_case(ci, case.input.dim(), (&res.output.lower, &res.output.upper));
+            for (di, m) in res.margins.iter().enumerate() {
+                print_disjunct(di, m, res.refuted[di]);
+            }
+            proved &= res.refuted.iter().all(|&r| r);
+        }
+    } else {
+        let generic = if method == BoundsMethod::Ibp {
+            nncert_bounds::Method::Interval
+        } else {
+            nncert_bounds::Method::Crown
+        };
+        let model = nncert_bounds::BoundModel::new(graph);
+        let bounder = model.bounder();
+        for (ci, case) in prop.cases.iter().enumerate() {
+            // The bounds that decide the proof are the ones printed (on the ulp-widened box).
+            let res = nncert_verify::incomplete::refute_case_detailed(
+                &bounder, case, generic, None, true,
+            );
+            let bounds = res.bounds;
+            let out = &bounds[graph.output_id().0];
+            print_case(ci, case.input.dim(), (&out.lower, &out.upper));
+            for (di, d) in case.output.disjuncts.iter().enumerate() {
+                let rows: Vec<Vec<f64>> = d.constraints.iter().map(|k| k.coeffs.clone()).collect();
+                let c =
+                    ndarray::Array2::from_shape_fn((rows.len(), graph.output_size()), |(r, j)| {
+                        rows[r][j]
+                    });
+                let lower = if rows.is_empty() {
+                    vec![]
+                } else {
+                    bounder.output_lower(&c, &bounds)
+                };
+                let margins: Vec<f64> = lower
+                    .iter()
+                    .zip(&d.constraints)
+                    .map(|(lb, k)| lb - k.rhs)
+                    .collect();
+                print_disjunct(di, &margins, res.refuted[di]);
+            }
+            proved &= res.refuted.iter().all(|&r| r);
         }
     }
-    let proved = refuted.iter().all(|c| c.iter().all(|&r| r));
     println!(
-        "property {} by {method:?} bounds",
+        "property {} by {name} bounds",
         if proved {
             "PROVED (unsat)"
         } else {
             "not proved"
         }
     );
+    Ok(())
 }

@@ -64,9 +64,13 @@ enum Command {
         model: PathBuf,
         /// The property (.vnnlib).
         property: PathBuf,
-        /// ibp (interval) or crown (backward linear relaxation).
-        #[arg(long, default_value = "crown")]
-        method: nncert_bounds::Method,
+        /// ibp (interval arithmetic), crown (backward linear relaxation, CROWN/DeepPoly) or alpha (α-CROWN:
+        /// CROWN with lower ReLU slopes optimized by gradient ascent; feed-forward ReLU networks only).
+        #[arg(long, value_enum, default_value = "crown")]
+        method: io::BoundsMethod,
+        /// Iterations of α-CROWN's slope optimization (with --method alpha).
+        #[arg(long, default_value_t = 20)]
+        alpha_iterations: usize,
     },
     /// Decide a VNN-LIB property: sat (counterexample found and re-checked), unsat (proved) or unknown.
     ///
@@ -207,9 +211,10 @@ fn run(cli: Cli) -> Result<u8> {
             model,
             property,
             method,
+            alpha_iterations,
         } => {
             let (graph, prop) = load_pair(&model, &property)?;
-            io::print_bounds(&graph, &prop, method);
+            io::print_bounds(&graph, &prop, method, alpha_iterations)?;
             Ok(0)
         }
         Command::Verify {

@@ -69,6 +69,50 @@ fn verify_proves_the_narrow_property_with_bounds() {
 }
 
 #[test]
+fn bounds_alpha_proves_on_dense_nets_and_refuses_others_clearly() {
+    let out = nncert(&[
+        "bounds",
+        "examples/toy/toy.onnx",
+        "examples/toy/robust_narrow.vnnlib",
+        "--method",
+        "alpha",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("PROVED (unsat) by α-CROWN"),
+        "{}",
+        text(&out.stdout)
+    );
+    // The digits CNN has convolutions: α-CROWN (dense engine) does not apply, and the error says why.
+    let dir = tempfile::tempdir().unwrap();
+    let prop = dir.path().join("p.vnnlib");
+    let mut text_prop = String::new();
+    for i in 0..64 {
+        text_prop += &format!(
+            "(declare-const X_{i} Real)\n(assert (>= X_{i} 0.0))\n(assert (<= X_{i} 1.0))\n"
+        );
+    }
+    for j in 0..10 {
+        text_prop += &format!("(declare-const Y_{j} Real)\n");
+    }
+    text_prop += "(assert (<= Y_0 Y_1))\n";
+    std::fs::write(&prop, text_prop).unwrap();
+    let out = nncert(&[
+        "bounds",
+        "examples/digits/cnn.onnx",
+        prop.to_str().unwrap(),
+        "--method",
+        "alpha",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("feed-forward ReLU network"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn bad_input_gives_clear_errors_and_exit_3() {
     let dir = tempfile::tempdir().unwrap();
     // Missing file.

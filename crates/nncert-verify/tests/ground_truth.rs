@@ -1,0 +1,96 @@
+//! The complete verifier against ground truth, as CI's correctness regression: every instance of the `test`
+//! suite and every 15th ACAS Xu instance, with short budgets. Any answer contradicting `truth.csv` fails, and
+//! so does solving fewer instances than this code did when the test was written. Reads `$NNCERT_BENCHMARKS`
+//! (default `../shared/benchmarks`); skipped, loudly, when absent.
+
+use nncert_verify::{Verdict, VerifyOptions, verify};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+fn benchmarks() -> Option<PathBuf> {
+    let dir = std::env::var_os("NNCERT_BENCHMARKS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks")
+        });
+    if dir.join("acasxu/truth.csv").exists() && dir.join("test/truth.csv").exists() {
+        Some(dir)
+    } else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: {} not found: ground-truth regression not run",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// (onnx, vnnlib, expected) of every `step`-th instance of `suite`, from its truth.csv.
+fn instances(dir: &std::path::Path, step: usize) -> Vec<(PathBuf, PathBuf, String)> {
+    let text = std::fs::read_to_string(dir.join("truth.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (o, v, e) = (col("onnx"), col("vnnlib"), col("expected"));
+    lines
+        .step_by(step)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (dir.join(f[o]), dir.join(f[v]), f[e].to_string())
+        })
+        .collect()
+}
+
+fn run(suite: &str, step: usize, budget: f64, min_solved: usize) {
+    let Some(dir) = benchmarks() else { return };
+    let (mut solved, mut total) = (0, 0);
+    let start = Instant::now();
+    for (onnx, vnnlib, expected) in instances(&dir.join(suite), step) {
+        let graph = nncert_model::load_model(&onnx).unwrap();
+        let prop = nncert_spec::parse_file(&vnnlib).unwrap();
+        let opts = VerifyOptions {
+            timeout: Duration::from_secs_f64(budget),
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let result = verify(&graph, &prop, &opts);
+        let word = result.verdict.word();
+        eprintln!(
+            "{suite}: {} {} -> {word} in {:.2} s (truth {expected})",
+            onnx.file_name().unwrap().to_string_lossy(),
+            vnnlib.file_name().unwrap().to_string_lossy(),
+            t.elapsed().as_secs_f64()
+        );
+        match (&result.verdict, expected.as_str()) {
+            (Verdict::Sat(_), "unsat") | (Verdict::Unsat { .. }, "sat") => {
+                panic!(
+                    "WRONG answer {word} on {} {}",
+                    onnx.display(),
+                    vnnlib.display()
+                )
+            }
+            (Verdict::Sat(_), "sat") | (Verdict::Unsat { .. }, "unsat") => solved += 1,
+            _ => {}
+        }
+        total += 1;
+    }
+    eprintln!(
+        "{suite}: {solved} of {total} solved, 0 wrong, {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    assert!(
+        solved >= min_solved,
+        "{suite}: only {solved} of {total} solved (regression: at least {min_solved} expected)"
+    );
+}
+
+#[test]
+fn test_suite_is_solved_exactly() {
+    run("test", 1, 10.0, 5);
+}
+
+#[test]
+fn acasxu_subset_has_no_wrong_answer() {
+    run("acasxu", 15, 3.0, 6);
+}

@@ -1,0 +1,130 @@
+//! Bound methods on real benchmark networks (ACAS Xu and MNIST fully-connected): the tightness order
+//! IBP ⊇ CROWN ⊇ α-CROWN holds constraint by constraint (same objective), and every method's lower bound of
+//! each constraint's `c·y − rhs` holds at sampled points and box vertices. Reads `$NNCERT_BENCHMARKS` (default
+//! `../shared/benchmarks`); skipped, loudly, when absent.
+
+use ndarray::Array2;
+use nncert_bounds::dense::DenseReluNet;
+use nncert_bounds::{BoundModel, Method};
+use nncert_spec::InputBox;
+use nncert_verify::incomplete::dense_case_bounds;
+use rand::{RngExt, SeedableRng};
+use std::io::Write as _;
+use std::path::PathBuf;
+
+fn benchmarks() -> Option<PathBuf> {
+    let dir = std::env::var_os("NNCERT_BENCHMARKS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks")
+        });
+    if dir.join("acasxu/instances.csv").exists() {
+        Some(dir)
+    } else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: {} not found: tightness-order test not run",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// (onnx, vnnlib) of every `step`-th instance of a suite.
+fn instances(dir: &std::path::Path, step: usize) -> Vec<(PathBuf, PathBuf)> {
+    let text = std::fs::read_to_string(dir.join("instances.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .step_by(step)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (dir.join(f[1]), dir.join(f[2]))
+        })
+        .collect()
+}
+
+#[test]
+fn ibp_crown_alpha_are_ordered_and_sound_on_benchmark_nets() {
+    let Some(dir) = benchmarks() else { return };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let (mut rows_checked, mut crown_strict, mut alpha_strict, mut samples) = (0, 0, 0, 0usize);
+    for (suite, step) in [("acasxu", 12), ("mnist_fc", 10)] {
+        for (onnx, vnnlib) in instances(&dir.join(suite), step) {
+            let graph = nncert_model::load_model(&onnx).unwrap();
+            let prop = nncert_spec::parse_file(&vnnlib).unwrap();
+            let net = DenseReluNet::from_graph(&graph).expect("feed-forward ReLU benchmark net");
+            let model = BoundModel::new(&graph);
+            let bounder = model.bounder();
+            for case in &prop.cases {
+                let rows: Vec<&nncert_spec::LinearConstraint> = case
+                    .output
+                    .disjuncts
+                    .iter()
+                    .flat_map(|d| &d.constraints)
+                    .collect();
+                let c = Array2::from_shape_fn((rows.len(), graph.output_size()), |(r, j)| {
+                    rows[r].coeffs[j]
+                });
+                let widened = InputBox {
+                    lower: case.input.lower.iter().map(|v| v.next_down()).collect(),
+                    upper: case.input.upper.iter().map(|v| v.next_up()).collect(),
+                };
+                let ibp_bounds = bounder.node_bounds(&widened, Method::Interval);
+                let ibp: Vec<f64> = bounder
+                    .output_lower(&c, &ibp_bounds)
+                    .iter()
+                    .zip(&rows)
+                    .map(|(l, k)| l - k.rhs)
+                    .collect();
+                let crown: Vec<f64> = dense_case_bounds(&net, case, 0).margins.concat();
+                let alpha: Vec<f64> = dense_case_bounds(&net, case, 10).margins.concat();
+                for r in 0..rows.len() {
+                    let tol = 1e-6 * (1.0 + ibp[r].abs());
+                    assert!(
+                        crown[r] >= ibp[r] - tol && alpha[r] >= crown[r] - tol,
+                        "{}: row {r}: IBP {} CROWN {} α {}",
+                        vnnlib.display(),
+                        ibp[r],
+                        crown[r],
+                        alpha[r]
+                    );
+                    rows_checked += 1;
+                    crown_strict += usize::from(crown[r] > ibp[r] + tol);
+                    alpha_strict += usize::from(alpha[r] > crown[r] + tol);
+                }
+                // Soundness of the tightest bound at random points and random vertices of the box.
+                let n = case.input.dim();
+                for s in 0..300 {
+                    let x: Vec<f64> = (0..n)
+                        .map(|j| {
+                            let (l, u) = (case.input.lower[j], case.input.upper[j]);
+                            if s % 3 == 0 {
+                                if rng.random_bool(0.5) { l } else { u }
+                            } else {
+                                l + rng.random_range(0.0..=1.0) * (u - l)
+                            }
+                        })
+                        .collect();
+                    let y = net.eval(&x);
+                    for (r, k) in rows.iter().enumerate() {
+                        let v: f64 =
+                            k.coeffs.iter().zip(&y).map(|(a, b)| a * b).sum::<f64>() - k.rhs;
+                        assert!(
+                            v >= alpha[r] - 1e-9 * (1.0 + v.abs()),
+                            "{}: α-CROWN bound {} above the value {v} at a sampled point",
+                            vnnlib.display(),
+                            alpha[r]
+                        );
+                    }
+                    samples += 1;
+                }
+            }
+        }
+    }
+    eprintln!(
+        "tightness: {rows_checked} constraint rows; CROWN strictly tighter than IBP on {crown_strict}, \
+         α-CROWN strictly tighter than CROWN on {alpha_strict}; {samples} sampled points"
+    );
+    assert!(rows_checked > 100, "too few rows checked: {rows_checked}");
+    assert!(crown_strict > 0 && alpha_strict > 0);
+}
