@@ -27,8 +27,29 @@ const CHUNK: usize = 32;
 /// ACAS Xu (0.9 and 0.995 both solved fewer instances within 30 s than 0.98).
 const STALL_RATIO: f64 = 0.98;
 
-/// Above this many open sub-boxes, new sub-boxes do not keep their parent's bounds (memory).
-const MAX_OPEN_WITH_PRIORS: usize = 200_000;
+/// How many open sub-boxes fit in a memory budget.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueLimits {
+    /// Below this many open sub-boxes, new ones keep their parent's layer bounds as a prior.
+    pub with_priors: usize,
+    /// Past this many, the search stops (`unknown`) instead of growing further.
+    pub max_open: usize,
+}
+
+impl QueueLimits {
+    /// Half of `memory_limit` (bytes) for sub-boxes with priors (a prior is shared by the two halves of a
+    /// split: `8·(neurons + outputs)` bytes each), the other half for bare boxes (`16·inputs` plus overhead).
+    pub fn for_net(net: &DenseReluNet, memory_limit: usize) -> Self {
+        let bare = 16 * net.input_size() + 128;
+        let prior = 8 * (net.hidden_neurons() + net.output_size());
+        let half = memory_limit / 2;
+        let with_priors = (half / (bare + prior)).max(1);
+        QueueLimits {
+            with_priors,
+            max_open: with_priors + (half / bare).max(1),
+        }
+    }
+}
 
 struct Domain {
     input: InputBox,
@@ -180,14 +201,14 @@ impl CaseRows {
     }
 }
 
-/// Runs input-splitting branch-and-bound with the dense engine until `deadline` or until more than `max_open`
-/// sub-boxes are pending.
+/// Runs input-splitting branch-and-bound with the dense engine until `deadline` or until more than
+/// `limits.max_open` sub-boxes are pending.
 pub fn input_split_dense(
     net: &DenseReluNet,
     graph: &Graph,
     property: &Property,
     deadline: Instant,
-    max_open: usize,
+    limits: QueueLimits,
 ) -> BabOutcome {
     let threads = rayon::current_num_threads().max(1);
     let mut domains = 0u64;
@@ -210,13 +231,13 @@ pub fn input_split_dense(
             parent_gap: f64::INFINITY,
         }];
         while !stack.is_empty() {
-            if Instant::now() >= deadline || stack.len() > max_open {
+            if Instant::now() >= deadline || stack.len() > limits.max_open {
                 return BabOutcome::Undecided {
                     domains,
                     open: stack.len(),
                 };
             }
-            let keep_priors = stack.len() < MAX_OPEN_WITH_PRIORS;
+            let keep_priors = stack.len() < limits.with_priors;
             // Enough work for every thread, but no more than needed: small batches keep the search depth-first.
             let take = stack.len().min(CHUNK * threads);
             let work = stack.split_off(stack.len() - take);

@@ -132,7 +132,16 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
     // once (forward linear relaxation refined backward), with the region's centre checked on the way.
     let proof_deadline = start + options.timeout / 2;
     let first_proof = match &dense {
-        Some(net) => match dense_bab::input_split_dense(net, graph, property, proof_deadline, 1) {
+        Some(net) => match dense_bab::input_split_dense(
+            net,
+            graph,
+            property,
+            proof_deadline,
+            dense_bab::QueueLimits {
+                with_priors: 1,
+                max_open: 1,
+            },
+        ) {
             bab::BabOutcome::Proved { .. } => Some(Verdict::Unsat {
                 method: "linear-relaxation bounds on the whole input region (dense path: forward relaxation \
                          refined by backward CROWN; sound under floating point: explicit rounding-error terms)"
@@ -203,12 +212,21 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
         let bab_deadline = start + options.timeout.mul_f64(0.85);
         let bab_outcome = match &dense {
             Some(net) if small_input => {
-                dense_bab::input_split_dense(net, graph, property, bab_deadline, 5_000_000)
+                let limits = dense_bab::QueueLimits::for_net(net, options.memory_limit);
+                dense_bab::input_split_dense(net, graph, property, bab_deadline, limits)
             }
             Some(net) => {
-                dense_relu_bab::relu_split_dense(net, graph, property, bab_deadline, 200_000)
+                // A ReLU-split domain holds its own (clamped) copy of every layer's bounds.
+                let per_domain = 16 * (net.hidden_neurons() + net.output_size()) + 128;
+                let max_open = (options.memory_limit / per_domain).max(1);
+                dense_relu_bab::relu_split_dense(net, graph, property, bab_deadline, max_open)
             }
-            None => bab::input_split(graph, property, deadline, 2_000_000),
+            None => {
+                // A generic sub-box keeps every node's bounds as its prior.
+                let values: usize = graph.nodes().iter().map(|n| n.numel()).sum();
+                let max_open = (options.memory_limit / (16 * values + 128)).clamp(1, 2_000_000);
+                bab::input_split(graph, property, deadline, max_open)
+            }
         };
         bab_domains = match &bab_outcome {
             bab::BabOutcome::Proved { domains }

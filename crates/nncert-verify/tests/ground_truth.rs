@@ -94,3 +94,29 @@ fn test_suite_is_solved_exactly() {
 fn acasxu_subset_has_no_wrong_answer() {
     run("acasxu", 15, 3.0, 6);
 }
+
+#[test]
+fn a_tiny_memory_limit_ends_in_unknown_not_in_a_crash() {
+    let Some(dir) = benchmarks() else { return };
+    // ACAS Xu 1_1 prop_5 needs tens of thousands of sub-boxes: with 64 KiB, the queue limit stops the search.
+    let acas = dir.join("acasxu");
+    let graph =
+        nncert_model::load_model(&acas.join("onnx/ACASXU_run2a_1_1_batch_2000.onnx")).unwrap();
+    let prop = nncert_spec::parse_file(&acas.join("vnnlib/prop_5.vnnlib")).unwrap();
+    let opts = VerifyOptions {
+        timeout: Duration::from_secs(5),
+        memory_limit: 64 << 10,
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let result = verify(&graph, &prop, &opts);
+    assert!(
+        matches!(result.verdict, Verdict::Unknown | Verdict::Timeout),
+        "{}",
+        result.verdict.word()
+    );
+    // The search stopped at the queue limit (a few hundred open boxes; unlimited, it bounds tens of
+    // thousands in this time), the falsifier took the rest of the budget, and the timeout held.
+    assert!(result.domains < 5_000, "{} sub-domains", result.domains);
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+}
