@@ -145,16 +145,22 @@ pub fn eval(model: &Path, input: &Path, output: Option<&Path>, in_f64: bool) -> 
             eprintln!("wrote {} outputs to {}", y.nrows(), path.display());
         }
         None => {
-            for row in y.rows() {
+            use std::io::Write as _;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let written = y.rows().into_iter().try_for_each(|row| {
                 let cells: Vec<String> = row.iter().map(|v| format!("{v:.7e}")).collect();
-                println!("{}", cells.join(" "));
+                writeln!(out, "{}", cells.join(" "))
+            });
+            // A reader that stops early (`| head`) is not an error: stop quietly.
+            match written.and_then(|()| out.flush()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+                _ => {}
             }
         }
     }
     Ok(())
 }
 
-/// Prints output bounds and constraint margins per case of `prop`.
 /// The bound methods of `nncert bounds`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum BoundsMethod {
