@@ -78,6 +78,10 @@ pub struct ObjectiveOptions {
     pub scores: bool,
     /// Iterations of α-CROWN slope optimization (0: CROWN's fixed slopes).
     pub alpha_iterations: usize,
+    /// With α iterations, also optimize β-CROWN multipliers of the split constraints: neurons whose bounds
+    /// sit exactly at 0 on one side (as [`DenseBounds`] clamped by a ReLU split have) constrain the input
+    /// region, and the bound takes them into account.
+    pub beta: bool,
 }
 
 /// A sound lower bound per objective row, with its linear function's input coefficients.
@@ -100,6 +104,10 @@ struct BackwardExtras {
     scores: Vec<Vec<f64>>,
     /// Lower ReLU slopes per hidden layer, `[rows, neurons]` (α-CROWN); CROWN's 0-or-1 choice when empty.
     alpha: Vec<Array2<f64>>,
+    /// Multipliers β ≥ 0 of the split constraints per hidden layer, `[rows, neurons]` (β-CROWN): a neuron whose
+    /// bounds were clamped at 0 by a split satisfies `s·z ≥ 0` on the sub-domain (`s` = +1 active, −1 inactive),
+    /// so subtracting `β·s·z` from the objective keeps a lower bound. None when empty.
+    beta: Vec<Array2<f64>>,
     /// Record each hidden layer's pre-relaxation coefficients in `tape` (for the slopes' gradient).
     record: bool,
     tape: Vec<Array2<f64>>,
@@ -602,15 +610,18 @@ impl DenseReluNet {
             &mut extras,
         );
         let scores = std::mem::take(&mut extras.scores);
-        if options.alpha_iterations > 0 && hidden.iter().any(has_unstable) {
-            self.optimize_alpha(
-                bx,
-                hidden,
-                c,
-                options.alpha_iterations,
-                &mut lower,
-                &mut coeffs,
-            );
+        let has_split = |l: &LayerBounds| {
+            l.lower
+                .iter()
+                .zip(&l.upper)
+                .any(|(&lo, &up)| split_sign(lo, up) != 0.0)
+        };
+        if options.alpha_iterations > 0
+            && hidden
+                .iter()
+                .any(|l| has_unstable(l) || (options.beta && has_split(l)))
+        {
+            self.optimize_alpha(bx, hidden, c, options, &mut lower, &mut coeffs);
         }
         // Backward CROWN is not always tighter than the output's own bounds: keep the better.
         let out = bounds.output();
@@ -636,14 +647,15 @@ impl DenseReluNet {
     }
 
     /// α-CROWN on the objective's backward pass: projected gradient ascent on the lower ReLU slopes (one slope
-    /// per row and unstable neuron), with the gradient of the linear bound taken analytically by running the
-    /// backward pass in reverse. Improves `lower`/`coeffs` in place, row by row.
+    /// per row and unstable neuron) and, on a sub-domain of ReLU splits, on the splits' multipliers β ≥ 0
+    /// (β-CROWN), with the gradient of the linear bound taken analytically by running the backward pass in
+    /// reverse. Improves `lower`/`coeffs` in place, row by row.
     fn optimize_alpha(
         &self,
         bx: &InputBox,
         hidden: &[LayerBounds],
         c: ArrayView2<'_, f64>,
-        iterations: usize,
+        options: ObjectiveOptions,
         lower: &mut [f64],
         coeffs: &mut Array2<f64>,
     ) {
@@ -662,10 +674,26 @@ impl DenseReluNet {
                 Array2::from_shape_fn((rows, row.len()), |(_, j)| row[j])
             })
             .collect();
+        let any_split = options.beta
+            && hidden.iter().any(|l| {
+                l.lower
+                    .iter()
+                    .zip(&l.upper)
+                    .any(|(&lo, &up)| split_sign(lo, up) != 0.0)
+            });
+        let mut beta: Vec<Array2<f64>> = if any_split {
+            hidden
+                .iter()
+                .map(|l| Array2::zeros((rows, l.lower.len())))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut step = 0.5;
-        for _ in 0..iterations {
+        for _ in 0..options.alpha_iterations {
             let mut extras = BackwardExtras {
                 alpha: std::mem::take(&mut alpha),
+                beta: std::mem::take(&mut beta),
                 record: true,
                 ..BackwardExtras::default()
             };
@@ -679,13 +707,29 @@ impl DenseReluNet {
                 &mut extras,
             );
             alpha = std::mem::take(&mut extras.alpha);
+            beta = std::mem::take(&mut extras.beta);
             for r in 0..rows {
                 if l[r] > lower[r] {
                     lower[r] = l[r];
                     coeffs.row_mut(r).assign(&a.row(r));
                 }
             }
-            let grad = self.alpha_gradient(bx, hidden, &a, &alpha, &extras.tape);
+            let (grad, beta_grad) = self.alpha_gradient(bx, hidden, &a, &alpha, &extras.tape);
+            // β moves on the scale of the coefficients it is added to: sign steps of `step` times the row's
+            // mean |coefficient| on that layer, projected onto β ≥ 0.
+            for (k, (be, g)) in beta.iter_mut().zip(&beta_grad).enumerate() {
+                let tape = &extras.tape[k];
+                for r in 0..rows {
+                    let scale = tape.row(r).iter().map(|v| v.abs()).sum::<f64>()
+                        / tape.ncols().max(1) as f64;
+                    for j in 0..be.ncols() {
+                        let gv = g[[r, j]];
+                        if gv != 0.0 {
+                            be[[r, j]] = (be[[r, j]] + step * scale * gv.signum()).max(0.0);
+                        }
+                    }
+                }
+            }
             // Sign-gradient steps with a decaying size: robust to the gradient's scale, which varies by layer.
             for (al, g) in alpha.iter_mut().zip(&grad) {
                 ndarray::Zip::from(al).and(g).for_each(|v, &gv| {
@@ -710,7 +754,7 @@ impl DenseReluNet {
         a0: &Array2<f64>,
         alpha: &[Array2<f64>],
         tape: &[Array2<f64>],
-    ) -> Vec<Array2<f64>> {
+    ) -> (Vec<Array2<f64>>, Vec<Array2<f64>>) {
         let rows = a0.nrows();
         let n0 = self.n_in;
         let mut xstar = Array2::<f64>::zeros((rows, n0));
@@ -732,7 +776,18 @@ impl DenseReluNet {
             }
         }
         let mut grads: Vec<Array2<f64>> = alpha.iter().map(|a| Array2::zeros(a.dim())).collect();
+        // ∂bound/∂β_j = −s_j·G_k[j]: the split term −β·s·z_j enters the bound through z_j's value at x*.
+        let mut beta_grads: Vec<Array2<f64>> =
+            alpha.iter().map(|a| Array2::zeros(a.dim())).collect();
         for (k, lb) in hidden.iter().enumerate() {
+            for (j, (&lo, &up)) in lb.lower.iter().zip(&lb.upper).enumerate() {
+                let sign = split_sign(lo, up);
+                if sign != 0.0 {
+                    for r in 0..rows {
+                        beta_grads[k][[r, j]] = -sign * g[[r, j]];
+                    }
+                }
+            }
             // Relaxation of layer k: A_k[j] = m_j·A'[j] (+ the chord's constant −s_j·A'[j]·l_j).
             let ap = &tape[k];
             let mut d = Array2::<f64>::zeros(ap.dim());
@@ -763,7 +818,7 @@ impl DenseReluNet {
                 }
             }
         }
-        grads
+        (grads, beta_grads)
     }
 
     /// Backward CROWN for a batch of rows: row `r` holds coefficients `a[r]` on the pre-activations of layer
@@ -850,7 +905,8 @@ impl DenseReluNet {
                 }
                 extras.tape[k - 1] = a.clone();
             }
-            let plain = extras.scores.is_empty() && extras.alpha.is_empty();
+            let plain =
+                extras.scores.is_empty() && extras.alpha.is_empty() && extras.beta.is_empty();
             for r in 0..rows {
                 let t = &tables[row_box[r]][k - 1];
                 let mut ar = a.row_mut(r);
@@ -916,6 +972,16 @@ impl DenseReluNet {
                             *aj = na;
                             d_const -= na * lo;
                             d_err -= x * t.chord_err[j];
+                        }
+                    }
+                    if let Some(be) = extras.beta.get(k - 1) {
+                        // Lagrangian terms of the split constraints. Rounding only changes which β ≥ 0 is
+                        // used (fl(a − β) ≤ a), and any β ≥ 0 gives a lower bound.
+                        for (j, aj) in ar.iter_mut().enumerate() {
+                            let sign = t.split_sign[j];
+                            if sign != 0.0 {
+                                *aj -= sign * be[[r, j]];
+                            }
                         }
                     }
                 }
@@ -1018,6 +1084,10 @@ struct ReluTable {
     chord_lo: Vec<f64>,
     /// Error per unit of |coefficient| through the chord: `(2ε + 4u)·s·(z + |lo|)` (unstable), else 0.
     chord_err: Vec<f64>,
+    /// +1 where a split fixed the neuron active (`lo` clamped to exactly 0, so `z ≥ 0` on the sub-domain),
+    /// −1 where it fixed it inactive (`up` clamped to 0: `z ≤ 0`), else 0. An unsplit neuron with such bounds
+    /// satisfies the same constraint, so treating it alike is sound.
+    split_sign: Vec<f64>,
 }
 
 impl ReluTable {
@@ -1034,12 +1104,14 @@ impl ReluTable {
             upper_mult: vec![0.0; n],
             chord_lo: vec![0.0; n],
             chord_err: vec![0.0; n],
+            split_sign: vec![0.0; n],
         };
         for j in 0..n {
             let (lo, up) = (l.lower[j], l.upper[j]);
             t.lo_pos[j] = lo.max(0.0);
             t.up_pos[j] = up.max(0.0);
             t.z[j] = lo.abs().max(up.abs());
+            t.split_sign[j] = split_sign(lo, up);
             if lo >= 0.0 {
                 t.lower_mult[j] = 1.0;
                 t.upper_mult[j] = 1.0;
@@ -1053,6 +1125,17 @@ impl ReluTable {
             }
         }
         t
+    }
+}
+
+/// See [`ReluTable::split_sign`].
+fn split_sign(lo: f64, up: f64) -> f64 {
+    if lo == 0.0 && up > 0.0 {
+        1.0
+    } else if up == 0.0 && lo < 0.0 {
+        -1.0
+    } else {
+        0.0
     }
 }
 

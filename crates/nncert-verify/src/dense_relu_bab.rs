@@ -149,6 +149,7 @@ fn decide(
         ObjectiveOptions {
             scores: true,
             alpha_iterations: ALPHA_ITERATIONS,
+            beta: true,
         },
     );
     let open = rows.open_disjuncts(&d.live, &live_rows, c.view(), &lower, bounds.output());
