@@ -372,6 +372,26 @@ fn decide(
     {
         return Step::Found(Box::new(cex));
     }
+    // The bound's own witness: the vertex where the worst open row's linear lower bound is least. Where the
+    // bound is nearly tight, the network is nearly bad there too.
+    let worst = open
+        .iter()
+        .min_by(|a, b| a.gap.total_cmp(&b.gap))
+        .expect("open is not empty");
+    let vertex: Vec<f64> = (0..n_in)
+        .map(|j| {
+            if coeffs[[worst.row, j]] >= 0.0 {
+                d.input.lower[j]
+            } else {
+                d.input.upper[j]
+            }
+        })
+        .collect();
+    if rows.near_bad(&open, &live_rows, c.view(), &net.eval(&vertex))
+        && let Some(cex) = check_candidate(graph, property, case, &vertex)
+    {
+        return Step::Found(Box::new(cex));
+    }
     // Splitting dimension j can improve the linear bound by about scores[j]/2. When even the best score is
     // far below the gap still to close, or when the parent's split (chosen that way) barely narrowed the gap,
     // the looseness sits in the ReLU relaxations, not in the input coefficients: split the relatively widest

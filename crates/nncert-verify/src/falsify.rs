@@ -204,9 +204,24 @@ fn run_round(
                     return res;
                 }
             }
+            // Descend on the sum of the violated constraints (the most violated one alone makes the
+            // constraints of a conjunction take turns and the search zig-zag near the region).
             if k != usize::MAX {
-                for (c, &a) in cot.row_mut(i).iter_mut().zip(&conj.constraints[k].coeffs) {
-                    *c = a as f32;
+                let yi = y.row(i);
+                let mut row = cot.row_mut(i);
+                for c in &conj.constraints {
+                    let v: f64 = c
+                        .coeffs
+                        .iter()
+                        .zip(yi.iter())
+                        .map(|(a, &b)| a * b as f64)
+                        .sum::<f64>()
+                        - c.rhs;
+                    if v >= 0.0 {
+                        for (t, &a) in row.iter_mut().zip(&c.coeffs) {
+                            *t += a as f32;
+                        }
+                    }
                 }
             }
         }
@@ -214,9 +229,9 @@ fn run_round(
             break;
         }
         let grad = eval.backward(&trace, cot.view());
-        // Step size decays geometrically from 10% to 0.1% of the box width.
+        // Step size decays geometrically from 10% to 0.01% of the box width.
         let frac = step as f32 / cfg.pgd_steps.max(1) as f32;
-        let alpha = 0.1f32 * (0.01f32).powf(frac);
+        let alpha = 0.1f32 * (0.001f32).powf(frac);
         for (mut row, g) in x.rows_mut().into_iter().zip(grad.rows()) {
             for ((v, &gj), &w) in row.iter_mut().zip(g.iter()).zip(&width) {
                 if gj != 0.0 {
