@@ -239,7 +239,7 @@ mod tests {
 
     #[test]
     fn zero_and_nonfinite() {
-        assert_eq!(spectral_norm_up(&Array2::zeros((3, 2)), 1e-3, 5).upper, 0.0);
+        assert!(spectral_norm_up(&Array2::zeros((3, 2)), 1e-3, 5).upper < 1e-300);
         let a = arr2(&[[f64::NAN]]);
         assert_eq!(spectral_norm_up(&a, 1e-3, 5).upper, f64::INFINITY);
     }

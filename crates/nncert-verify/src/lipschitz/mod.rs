@@ -279,10 +279,29 @@ pub fn global_bound(graph: &Graph, norm: Norm) -> GlobalBound {
             }
             _ => {
                 let opn = operator::NodeOperator::new(graph, i);
+                let in_shape = &graph.node(node.inputs[0]).shape;
+                let hw = |s: &[usize]| [s[s.len() - 2], s[s.len() - 1]];
                 let conv_l2 = match (&node.op, norm) {
-                    (Op::Conv(c), Norm::L2) => {
-                        fourier::conv_spectral_bound(c, &graph.node(node.inputs[0]).shape)
-                    }
+                    (Op::Conv(c), Norm::L2) => fourier::conv_spectral_bound(
+                        &c.weight,
+                        c.strides,
+                        c.pads,
+                        c.dilations,
+                        c.groups,
+                        hw(in_shape),
+                        hw(&node.shape),
+                    ),
+                    // A ConvTranspose is the adjoint of the convolution from its output back to its input,
+                    // with the same weight tensor; adjoints have the same norm.
+                    (Op::ConvTranspose(c), Norm::L2) => fourier::conv_spectral_bound(
+                        &c.weight,
+                        c.strides,
+                        c.pads,
+                        c.dilations,
+                        c.groups,
+                        hw(&node.shape),
+                        hw(in_shape),
+                    ),
                     _ => None,
                 };
                 let n = opn.norms(&node.op, norm == Norm::L2, conv_l2);
