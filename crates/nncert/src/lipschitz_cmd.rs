@@ -190,7 +190,11 @@ fn print_case(c: &CaseAnalysis, top: usize) {
         "  sensitivity (ISO/IEC 24029-2): bound on |Δy_k| when only input j varies over its range in the box"
     );
     let mut order: Vec<usize> = (0..n).collect();
-    let worst = |j: usize| (0..m).map(|k| c.output_change_bound(k, j)).fold(0.0, f64::max);
+    let worst = |j: usize| {
+        (0..m)
+            .map(|k| c.output_change_bound(k, j))
+            .fold(0.0, f64::max)
+    };
     order.sort_by(|&a, &b| worst(b).total_cmp(&worst(a)));
     let show_outputs = m <= 10;
     let header: Vec<String> = if show_outputs {

@@ -251,9 +251,7 @@ pub(crate) fn backward(
             (_, Some(Deriv::Elementwise { lo, hi })) => {
                 let j = node.inputs[0].0;
                 let n = lo.len();
-                let mut m2 = mid
-                    .into_shape_with_order((k, n))
-                    .expect("standard layout");
+                let mut m2 = mid.into_shape_with_order((k, n)).expect("standard layout");
                 let mut r2 = rad.into_shape_with_order((k, n)).expect("standard layout");
                 for e in 0..n {
                     let (dl, dh) = (lo[e], hi[e]);
@@ -361,8 +359,12 @@ pub(crate) fn backward(
     let n_in = graph.input_size();
     match states[0].take() {
         Some(State { mid, rad }) => JacobianBounds {
-            mid: mid.into_shape_with_order((k, n_in)).expect("standard layout"),
-            rad: rad.into_shape_with_order((k, n_in)).expect("standard layout"),
+            mid: mid
+                .into_shape_with_order((k, n_in))
+                .expect("standard layout"),
+            rad: rad
+                .into_shape_with_order((k, n_in))
+                .expect("standard layout"),
         },
         None => JacobianBounds {
             mid: Array2::zeros((k, n_in)),

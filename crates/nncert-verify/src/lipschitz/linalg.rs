@@ -69,7 +69,9 @@ pub fn spectral_estimate(a: &Array2<f64>, iters: usize) -> f64 {
         return 0.0;
     }
     // A deterministic start with no special structure (all-ones can be orthogonal to the top vector).
-    let mut v = Array1::from_shape_fn(n, |i| 1.0 + 0.5 * ((i as f64 * 0.618_033_988_7).fract() - 0.5));
+    let mut v = Array1::from_shape_fn(n, |i| {
+        1.0 + 0.5 * ((i as f64 * 0.618_033_988_7).fract() - 0.5)
+    });
     let mut est = 0.0;
     for _ in 0..iters {
         let norm = v.dot(&v).sqrt();
@@ -161,9 +163,9 @@ pub fn spectral_norm_up(a: &Array2<f64>, rel_tol: f64, max_squarings: usize) -> 
     symmetrize(&mut h);
     let size = h.nrows();
     // σ_max(A_s)² ≤ ‖H₁‖₂ + e₁ with e₁ = γ‖A_s‖_F² + u‖H₁‖_F.
-    let mut errs = vec![up(
-        gamma(inner + 2) * fro_s * fro_s + 2.0 * U * frobenius_up(&h) + 1e-300,
-    )];
+    let mut errs = vec![up(gamma(inner + 2) * fro_s * fro_s
+        + 2.0 * U * frobenius_up(&h)
+        + 1e-300)];
     // Scales: H_t(stored) = 2^{k_t} · (the exact-chain matrix at level t).
     let mut scales = vec![normalize_pow2(&mut h)];
     let mut levels = vec![h];
@@ -175,7 +177,9 @@ pub fn spectral_norm_up(a: &Array2<f64>, rel_tol: f64, max_squarings: usize) -> 
         let mut p = cur.dot(cur);
         symmetrize(&mut p);
         // 1e-300 covers underflow in the product (γ assumes none).
-        errs.push(up(gamma(size + 2) * cur_fro * cur_fro + 2.0 * U * frobenius_up(&p) + 1e-300));
+        errs.push(up(gamma(size + 2) * cur_fro * cur_fro
+            + 2.0 * U * frobenius_up(&p)
+            + 1e-300));
         scales.push(normalize_pow2(&mut p));
         levels.push(p);
         // Only the last two levels are needed to extend the chain; older matrices can go.

@@ -259,9 +259,7 @@ pub fn global_bound(graph: &Graph, norm: Norm) -> GlobalBound {
             Op::Clip { .. } => elementwise(1.0, "1-Lipschitz"),
             Op::Tanh => elementwise(1.0, "1-Lipschitz"),
             Op::Sigmoid => elementwise(0.25, "max σ' = 1/4"),
-            Op::LeakyRelu { alpha } => {
-                elementwise((*alpha as f64).abs().max(1.0), "max(1, |α|)")
-            }
+            Op::LeakyRelu { alpha } => elementwise((*alpha as f64).abs().max(1.0), "max(1, |α|)"),
             Op::Softmax { .. } => elementwise(0.5, "Jacobian row abs-sums ≤ 1/2"),
             Op::MaxPool(_) => match norm {
                 Norm::Linf => elementwise(1.0, "max is 1-Lipschitz in L∞"),
@@ -519,11 +517,7 @@ impl<'g> Analyzer<'g> {
                 let rhs = case.output.disjuncts[d].constraints[c].rhs;
                 let margin = ((lower_cy[r] - rhs).next_down()).next_down();
                 let row = jl_abs.row(r);
-                let change = up(row
-                    .iter()
-                    .zip(&half_width)
-                    .map(|(s, h)| s * h)
-                    .sum::<f64>()
+                let change = up(row.iter().zip(&half_width).map(|(s, h)| s * h).sum::<f64>()
                     * (1.0 + nncert_bounds::gamma(n + 2)));
                 let lower_box = (margin - change).next_down();
                 let lipschitz = self
@@ -534,7 +528,8 @@ impl<'g> Analyzer<'g> {
                         let c_dual = gb.norm.dual_of_magnitudes(crow.row(r).iter().copied());
                         let mut global = up(c_dual * gb.bound);
                         if let Some(ja) = &jg_abs {
-                            global = global.min(gb.norm.dual_of_magnitudes(ja.row(r).iter().copied()));
+                            global =
+                                global.min(gb.norm.dual_of_magnitudes(ja.row(r).iter().copied()));
                         }
                         (gb.norm, local.min(global), global)
                     })
@@ -627,7 +622,11 @@ pub fn jacobian_bounds(
     graph: &Graph,
     region: Option<&InputBox>,
 ) -> Result<JacobianBounds, LipschitzError> {
-    let bounds = region.map(|r| BoundModel::new(graph).bounder().node_bounds(r, Method::Crown));
+    let bounds = region.map(|r| {
+        BoundModel::new(graph)
+            .bounder()
+            .node_bounds(r, Method::Crown)
+    });
     let derivs = jacobian::derivatives(graph, bounds.as_deref())?;
     Ok(jacobian_rows(
         graph,

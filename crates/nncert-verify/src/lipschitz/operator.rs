@@ -192,8 +192,9 @@ impl NodeOperator {
     fn spectral_estimate(&self, iters: usize) -> f64 {
         let ev = Evaluator::<f64>::new(&self.exact);
         let n = self.in_size();
-        let mut v =
-            Array1::from_shape_fn(n, |i| 1.0 + 0.5 * ((i as f64 * 0.618_033_988_7).fract() - 0.5));
+        let mut v = Array1::from_shape_fn(n, |i| {
+            1.0 + 0.5 * ((i as f64 * 0.618_033_988_7).fract() - 0.5)
+        });
         let mut est = 0.0;
         for _ in 0..iters {
             let norm = v.dot(&v).sqrt();
