@@ -146,7 +146,7 @@ enum Command {
     /// Method class: incomplete; sound upper bound in real arithmetic with explicit float error margin.
     /// A certificate is a proof; a failure to certify proves nothing.
     ///
-    /// Example: nncert lipschitz examples/toy/toy.onnx --property examples/toy/robust.vnnlib --json lip.json
+    /// Example: nncert lipschitz examples/toy/toy.onnx --property examples/toy/robust_narrow.vnnlib --json lip.json
     Lipschitz {
         /// The model (.onnx or .nnet).
         model: PathBuf,

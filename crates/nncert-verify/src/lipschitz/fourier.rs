@@ -27,6 +27,9 @@ use ndarray::{Array2, Array4};
 /// Work limit: frequencies × (matrix entries) beyond which the bound is not attempted.
 const MAX_WORK: usize = 400_000_000;
 
+/// One kernel entry of the polyphase kernel: (output channel, input column, value).
+type Entry = (usize, usize, f64);
+
 /// A rigorous upper bound on `‖A‖₂` of the convolution with `weight` `[C_out, C_in/groups, kH, kW]` from
 /// spatial size `in_hw` to `out_hw`, or `None` when too expensive.
 pub fn conv_spectral_bound(
@@ -76,10 +79,8 @@ pub fn conv_spectral_bound(
     if work > MAX_WORK {
         return None;
     }
-    // Distinct offsets q (with the kernel entries that land on them) as a sparse list.
-    // terms[(q0, q1)] → list of (o, column, value).
-    let mut terms: std::collections::BTreeMap<(isize, isize), Vec<(usize, usize, f64)>> =
-        Default::default();
+    // Distinct offsets q with the kernel entries that land on them.
+    let mut terms: std::collections::BTreeMap<(isize, isize), Vec<Entry>> = Default::default();
     let mut abs_sum = Array2::<f64>::zeros((c_out, cols));
     for o in 0..c_out {
         let g = o / cg_out;

@@ -71,8 +71,11 @@ use std::time::{Duration, Instant};
 pub const METHOD_CLASS: &str =
     "incomplete; sound upper bound in real arithmetic with explicit float error margin";
 
-/// Jacobian bounds are computed for at most this many output rows at once (one backward pass each batch).
-const MAX_JACOBIAN_ROWS: usize = 4096;
+/// One backward pass carries `rows × (largest node)` midpoints and radii per node: batches of rows are sized so
+/// that this stays below about 2²⁴ values (128 MiB per array).
+const JACOBIAN_BATCH_VALUES: usize = 1 << 24;
+/// The global interval Jacobian (one row per output) is skipped for networks with more outputs than this.
+const MAX_GLOBAL_JACOBIAN_OUTPUTS: usize = 1024;
 
 /// Why a Lipschitz analysis could not be done.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -189,10 +192,18 @@ fn jacobian_rows(
 ) -> JacobianBounds {
     let k = rows.nrows();
     let n = graph.input_size();
+    let widest = graph
+        .nodes()
+        .iter()
+        .map(|n| n.numel())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let batch = (JACOBIAN_BATCH_VALUES / widest).clamp(1, 4096);
     let mut mid = Array2::zeros((k, n));
     let mut rad = Array2::zeros((k, n));
-    for start in (0..k).step_by(MAX_JACOBIAN_ROWS.max(1)) {
-        let end = (start + MAX_JACOBIAN_ROWS).min(k);
+    for start in (0..k).step_by(batch) {
+        let end = (start + batch).min(k);
         let part = rows.slice(ndarray::s![start..end, ..]).to_owned();
         let jb = jacobian::backward(graph, &part, derivs);
         mid.slice_mut(ndarray::s![start..end, ..]).assign(&jb.mid);
@@ -339,6 +350,13 @@ pub fn global_bound(graph: &Graph, norm: Norm) -> GlobalBound {
     }
     let product_bound = lip[graph.output_id().0];
     let (jacobian_bound, jacobian_note) = match jacobian::derivatives(graph, None) {
+        Ok(_) if graph.output_size() > MAX_GLOBAL_JACOBIAN_OUTPUTS => (
+            None,
+            Some(format!(
+                "skipped: {} outputs (more than {MAX_GLOBAL_JACOBIAN_OUTPUTS})",
+                graph.output_size()
+            )),
+        ),
         Ok(derivs) => {
             let rows = Array2::eye(graph.output_size());
             let jb = jacobian_rows(graph, &rows, &derivs);
