@@ -21,6 +21,7 @@ pub mod dense_bab;
 pub mod dense_relu_bab;
 pub mod falsify;
 pub mod incomplete;
+pub mod lipschitz;
 
 pub use check::Counterexample;
 

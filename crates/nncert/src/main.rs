@@ -4,6 +4,7 @@
 mod assess_cmd;
 mod empirical_cmd;
 mod io;
+mod lipschitz_cmd;
 mod stats_cmd;
 
 use anyhow::{Context, Result};
@@ -132,6 +133,42 @@ enum Command {
         /// Write JUnit XML here (one suite per property, one case per check).
         #[arg(long)]
         junit: Option<PathBuf>,
+    },
+    /// Lipschitz bounds: how far the outputs can move when the inputs move (sound upper bounds).
+    ///
+    /// Prints, per norm, a GLOBAL bound L with ‖f(x) − f(x')‖ ≤ L·‖x − x'‖ for all inputs (same norm on inputs
+    /// and outputs): per-layer operator norms composed over the graph (exact max row abs-sums for L∞; a
+    /// rigorous Gram-iteration or kernel bound for L2, with the power-iteration estimate alongside), and a
+    /// bound from the interval Jacobian, whichever is smaller.
+    ///
+    /// With --property, for each input box: the LOCAL bound over the box (from sound bounds on the Jacobian);
+    /// for each bad-region constraint c·y <= rhs, a sound lower bound m of c·f(centre) − rhs and of its value
+    /// over the box (> 0: the constraint cannot hold in the box, a proof); the certified radius around the box
+    /// centre (no input that close reaches the bad region); and the sensitivity table of ISO/IEC 24029-2: a
+    /// bound on the change of each output when a single input attribute varies over its range in the box.
+    ///
+    /// Method class: incomplete; sound upper bound in real arithmetic with explicit float error margin.
+    /// A certificate is a proof; a failure to certify proves nothing.
+    ///
+    /// Example: nncert lipschitz examples/toy/toy.onnx --property examples/toy/robust_narrow.vnnlib --json lip.json
+    Lipschitz {
+        /// The model (.onnx or .nnet).
+        model: PathBuf,
+        /// Norm on inputs and outputs: l2, linf or both.
+        #[arg(long, default_value = "both")]
+        norm: lipschitz_cmd::NormChoice,
+        /// A VNN-LIB property: local bounds, certification, radii and sensitivity per input box.
+        #[arg(long)]
+        property: Option<PathBuf>,
+        /// Write every number as JSON here (written atomically), with the method class.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Rows of the printed sensitivity table (inputs with the largest bounds first; --json has all).
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        /// Pre-activation bounds over each box, which fix the derivative ranges: crown or ibp.
+        #[arg(long, default_value = "crown")]
+        method: nncert_bounds::Method,
     },
     /// Make an Ed25519 key pair: the secret key in --out (mode 0600), the public key in <out>.pub.
     Keygen {
@@ -271,6 +308,21 @@ fn run(cli: Cli) -> Result<u8> {
             gate,
             junit,
         } => assess_cmd::assess(&plan, &out, gate, junit.as_deref()),
+        Command::Lipschitz {
+            model,
+            norm,
+            property,
+            json,
+            top,
+            method,
+        } => lipschitz_cmd::run(
+            &model,
+            norm,
+            property.as_deref(),
+            json.as_deref(),
+            top,
+            method,
+        ),
         Command::Keygen { out } => assess_cmd::keygen(&out),
         Command::Sign { dir, key } => assess_cmd::sign(&dir, &key),
         Command::VerifyReport { dir, pubkey } => assess_cmd::verify_report(&dir, &pubkey),
