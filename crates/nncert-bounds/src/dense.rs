@@ -272,7 +272,20 @@ impl DenseReluNet {
         boxes: &[InputBox],
         priors: &[Option<&DenseBounds>],
     ) -> Vec<DenseBounds> {
+        self.bound_boxes_from(boxes, priors, &vec![0; boxes.len()])
+    }
+
+    /// [`Self::bound_boxes`] where box `d`'s layers below `refine_from[d]` are known not to gain from
+    /// refinement: their prior is already as tight as a backward pass would make it (a ReLU split at layer `k`
+    /// changes nothing below `k + 1` on the same box), so the backward CROWN refinement skips them.
+    pub fn bound_boxes_from(
+        &self,
+        boxes: &[InputBox],
+        priors: &[Option<&DenseBounds>],
+        refine_from: &[usize],
+    ) -> Vec<DenseBounds> {
         assert_eq!(boxes.len(), priors.len(), "one prior slot per box");
+        assert_eq!(boxes.len(), refine_from.len(), "one refine_from per box");
         let nb = boxes.len();
         let n0 = self.n_in;
         let w = 2 * (n0 + 1);
@@ -313,7 +326,7 @@ impl DenseReluNet {
                     db.layers.push(LayerBounds { lower, upper });
                 }
                 if k + 1 < self.layers.len() && self.refine {
-                    self.refine_unstable(k, boxes, &mut out);
+                    self.refine_unstable(k, boxes, refine_from, &mut out);
                 }
             }
             return out;
@@ -449,7 +462,7 @@ impl DenseReluNet {
                 &mut out,
             );
             if k + 1 < self.layers.len() && self.refine {
-                self.refine_unstable(k, boxes, &mut out);
+                self.refine_unstable(k, boxes, refine_from, &mut out);
             }
         }
         out
@@ -1014,11 +1027,20 @@ impl DenseReluNet {
 
     /// Tightens the bounds of hidden layer `k` by backward CROWN, for the neurons whose ReLU the current
     /// bounds leave unstable (stable neurons' relaxations are exact already).
-    fn refine_unstable(&self, k: usize, boxes: &[InputBox], out: &mut [DenseBounds]) {
+    fn refine_unstable(
+        &self,
+        k: usize,
+        boxes: &[InputBox],
+        refine_from: &[usize],
+        out: &mut [DenseBounds],
+    ) {
         let layer = &self.layers[k];
         let n = layer.b.len();
         let mut picks: Vec<(usize, usize)> = Vec::new(); // (box, neuron)
         for (d, db) in out.iter().enumerate() {
+            if k < refine_from[d] {
+                continue;
+            }
             let lb = &db.layers[k];
             for j in 0..n {
                 if lb.lower[j] < 0.0 && lb.upper[j] > 0.0 {

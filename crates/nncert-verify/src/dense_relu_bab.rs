@@ -33,6 +33,8 @@ struct Domain {
     /// The parent's bounds with this domain's splits applied (`None` at the root).
     prior: Option<Arc<DenseBounds>>,
     live: Vec<usize>,
+    /// The first layer whose bounds the last split can change (the one after the split neuron's).
+    refine_from: usize,
 }
 
 enum Step {
@@ -66,6 +68,7 @@ pub fn relu_split_dense(
         let mut stack = vec![Domain {
             prior: None,
             live: (0..rows.n_disjuncts).collect(),
+            refine_from: 0,
         }];
         while !stack.is_empty() {
             if Instant::now() >= deadline || stack.len() > max_open {
@@ -89,7 +92,8 @@ pub fn relu_split_dense(
                     let boxes = vec![bx.clone(); chunk.len()];
                     let priors: Vec<Option<&DenseBounds>> =
                         chunk.iter().map(|d| d.prior.as_deref()).collect();
-                    let all = net.bound_boxes(&boxes, &priors);
+                    let from: Vec<usize> = chunk.iter().map(|d| d.refine_from).collect();
+                    let all = net.bound_boxes_from(&boxes, &priors, &from);
                     chunk
                         .iter()
                         .zip(all)
@@ -200,10 +204,12 @@ fn decide(
         Domain {
             prior: Some(Arc::new(inactive)),
             live: live.clone(),
+            refine_from: k + 1,
         },
         Domain {
             prior: Some(Arc::new(active)),
             live,
+            refine_from: k + 1,
         },
     ])
 }
