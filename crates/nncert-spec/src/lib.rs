@@ -223,6 +223,15 @@ impl OutputCondition {
 }
 
 impl InputBox {
+    /// The box moved outward by one ulp on every side. The parser rounds the file's decimal bounds to f64;
+    /// the widened box contains the real-valued box the file states, so a proof over it holds for that one.
+    pub fn widened_one_ulp(&self) -> InputBox {
+        InputBox {
+            lower: self.lower.iter().map(|v| v.next_down()).collect(),
+            upper: self.upper.iter().map(|v| v.next_up()).collect(),
+        }
+    }
+
     /// Whether `x` has the box's dimension and `lower - tol <= x <= upper + tol` componentwise
     /// (false for NaN).
     pub fn contains(&self, x: &[f64], tol: f64) -> bool {

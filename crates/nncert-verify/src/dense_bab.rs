@@ -301,13 +301,7 @@ fn bound_chunk(
     chunk: Vec<Domain>,
     keep_priors: bool,
 ) -> Vec<Step> {
-    let widened: Vec<InputBox> = chunk
-        .iter()
-        .map(|d| InputBox {
-            lower: d.input.lower.iter().map(|v| v.next_down()).collect(),
-            upper: d.input.upper.iter().map(|v| v.next_up()).collect(),
-        })
-        .collect();
+    let widened: Vec<InputBox> = chunk.iter().map(|d| d.input.widened_one_ulp()).collect();
     let priors: Vec<Option<&DenseBounds>> = chunk.iter().map(|d| d.prior.as_deref()).collect();
     let all = net.bound_boxes(&widened, &priors);
     let mut steps = Vec::with_capacity(chunk.len());

@@ -61,10 +61,7 @@ pub fn relu_split_dense(
             continue;
         }
         // One-ulp outward widening, as in the input-splitting search.
-        let bx = InputBox {
-            lower: case.input.lower.iter().map(|v| v.next_down()).collect(),
-            upper: case.input.upper.iter().map(|v| v.next_up()).collect(),
-        };
+        let bx = case.input.widened_one_ulp();
         let mut stack = vec![Domain {
             prior: None,
             live: (0..rows.n_disjuncts).collect(),

@@ -8,7 +8,7 @@
 use ndarray::Array2;
 use nncert_bounds::{BoundModel, Bounder, Method, NodeBounds};
 use nncert_model::Graph;
-use nncert_spec::{Case, InputBox, Property};
+use nncert_spec::{Case, Property};
 use std::time::Instant;
 
 const U: f64 = f64::EPSILON / 2.0;
@@ -55,10 +55,7 @@ pub fn refute_case_detailed(
 ) -> CaseRefutation {
     let graph = bounder.graph();
     let out_id = graph.output_id().0;
-    let widened = InputBox {
-        lower: case.input.lower.iter().map(|v| v.next_down()).collect(),
-        upper: case.input.upper.iter().map(|v| v.next_up()).collect(),
-    };
+    let widened = case.input.widened_one_ulp();
     let bounds = bounder.node_bounds_within(&widened, method, prior, refine_intermediate);
     let rows: Vec<&nncert_spec::LinearConstraint> = case
         .output
@@ -160,10 +157,7 @@ pub fn dense_case_bounds(
     alpha_iterations: usize,
 ) -> DenseCaseBounds {
     let rows = crate::dense_bab::CaseRows::new(case, net.output_size());
-    let widened = InputBox {
-        lower: case.input.lower.iter().map(|v| v.next_down()).collect(),
-        upper: case.input.upper.iter().map(|v| v.next_up()).collect(),
-    };
+    let widened = case.input.widened_one_ulp();
     let bounds = net
         .bound_boxes(std::slice::from_ref(&widened), &[None])
         .pop()

@@ -2,28 +2,15 @@
 //! must find most of the known counterexamples quickly. Reads `$NNCERT_BENCHMARKS` (default
 //! `../shared/benchmarks`); skipped, loudly, when absent.
 
+mod common;
+
 use nncert_verify::{Verdict, VerifyOptions, verify};
 use std::collections::HashMap;
-use std::io::Write as _; // skips are written to stderr directly: the harness captures eprintln!
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 fn benchmarks() -> Option<PathBuf> {
-    let dir = std::env::var_os("NNCERT_BENCHMARKS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks")
-        });
-    if dir.join("acasxu/truth.csv").exists() {
-        Some(dir)
-    } else {
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: {} not found: ACAS Xu falsifier test not run",
-            dir.display()
-        );
-        None
-    }
+    common::benchmarks(&["acasxu/truth.csv"], "ACAS Xu falsifier test")
 }
 
 /// (onnx, vnnlib, expected) for every ACAS Xu instance.

@@ -3,27 +3,17 @@
 //! so does solving fewer instances than this code did when the test was written. Reads `$NNCERT_BENCHMARKS`
 //! (default `../shared/benchmarks`); skipped, loudly, when absent.
 
+mod common;
+
 use nncert_verify::{Verdict, VerifyOptions, verify};
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 fn benchmarks() -> Option<PathBuf> {
-    let dir = std::env::var_os("NNCERT_BENCHMARKS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks")
-        });
-    if dir.join("acasxu/truth.csv").exists() && dir.join("test/truth.csv").exists() {
-        Some(dir)
-    } else {
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: {} not found: ground-truth regression not run",
-            dir.display()
-        );
-        None
-    }
+    common::benchmarks(
+        &["acasxu/truth.csv", "test/truth.csv"],
+        "ground-truth regression",
+    )
 }
 
 /// (onnx, vnnlib, expected) of every `step`-th instance of `suite`, from its truth.csv.

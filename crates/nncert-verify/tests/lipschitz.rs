@@ -5,6 +5,8 @@
 //! `$NNCERT_BENCHMARKS` or `../shared/benchmarks` exists, else SKIPPED loudly) the bounds dominate sampled
 //! finite differences.
 
+mod common;
+
 use ndarray::{Array1, Array2, Array4};
 use nncert_model::eval::Evaluator;
 use nncert_model::ir::{Conv, Graph, GraphBuilder, Linear, Op, Pool};
@@ -15,7 +17,6 @@ use nncert_verify::lipschitz::{
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -513,21 +514,10 @@ fn generic_ops_dominate_finite_differences() {
 }
 
 fn benchmarks() -> Option<PathBuf> {
-    let dir = std::env::var_os("NNCERT_BENCHMARKS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks")
-        });
-    if dir.join("acasxu/instances.csv").exists() {
-        Some(dir)
-    } else {
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: {} not found: Lipschitz bounds on benchmark networks not checked",
-            dir.display()
-        );
-        None
-    }
+    common::benchmarks(
+        &["acasxu/instances.csv"],
+        "Lipschitz bounds on benchmark networks",
+    )
 }
 
 /// One network per suite, with the box of its first instance: the bounds dominate sampled finite differences.
@@ -571,7 +561,10 @@ fn benchmark_nets_dominate_finite_differences() {
         let t = Instant::now();
         let (mp, pp) = (dir.join(suite).join(onnx), dir.join(suite).join(vnnlib));
         if !mp.exists() || !pp.exists() {
-            let _ = writeln!(std::io::stderr(), "SKIPPED: {} missing", mp.display());
+            let _ = std::io::Write::write_fmt(
+                &mut std::io::stderr(),
+                format_args!("SKIPPED: {} missing\n", mp.display()),
+            );
             continue;
         }
         let g = nncert_model::load_model(&mp).unwrap();

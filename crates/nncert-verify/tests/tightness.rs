@@ -3,31 +3,17 @@
 //! each constraint's `c·y − rhs` holds at sampled points and box vertices. Reads `$NNCERT_BENCHMARKS` (default
 //! `../shared/benchmarks`); skipped, loudly, when absent.
 
+mod common;
+
 use ndarray::Array2;
 use nncert_bounds::dense::DenseReluNet;
 use nncert_bounds::{BoundModel, Method};
-use nncert_spec::InputBox;
 use nncert_verify::incomplete::dense_case_bounds;
 use rand::{RngExt, SeedableRng};
-use std::io::Write as _;
 use std::path::PathBuf;
 
 fn benchmarks() -> Option<PathBuf> {
-    let dir = std::env::var_os("NNCERT_BENCHMARKS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks")
-        });
-    if dir.join("acasxu/instances.csv").exists() {
-        Some(dir)
-    } else {
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: {} not found: tightness-order test not run",
-            dir.display()
-        );
-        None
-    }
+    common::benchmarks(&["acasxu/instances.csv"], "tightness-order test")
 }
 
 /// (onnx, vnnlib) of every `step`-th instance of a suite.
@@ -65,10 +51,7 @@ fn ibp_crown_alpha_are_ordered_and_sound_on_benchmark_nets() {
                 let c = Array2::from_shape_fn((rows.len(), graph.output_size()), |(r, j)| {
                     rows[r].coeffs[j]
                 });
-                let widened = InputBox {
-                    lower: case.input.lower.iter().map(|v| v.next_down()).collect(),
-                    upper: case.input.upper.iter().map(|v| v.next_up()).collect(),
-                };
+                let widened = case.input.widened_one_ulp();
                 let ibp_bounds = bounder.node_bounds(&widened, Method::Interval);
                 let ibp: Vec<f64> = bounder
                     .output_lower(&c, &ibp_bounds)
