@@ -49,7 +49,8 @@ impl Expr {
         if s == 0.0 {
             return;
         }
-        self.terms.extend(other.terms.iter().map(|&(c, v)| (c, v * s)));
+        self.terms
+            .extend(other.terms.iter().map(|&(c, v)| (c, v * s)));
         self.constant += other.constant * s;
     }
     /// Merges repeated columns and drops zero coefficients (HiGHS rejects repeated indices in a row).
@@ -236,7 +237,11 @@ pub fn encode(graph: &Graph, bounds: &[NodeBounds]) -> Result<NetEncoding, MilpE
                     .collect()
             }
             Op::Add | Op::Sub => {
-                let s = if matches!(node.op, Op::Add) { 1.0 } else { -1.0 };
+                let s = if matches!(node.op, Op::Add) {
+                    1.0
+                } else {
+                    -1.0
+                };
                 let (a, b) = (arg(0), arg(1));
                 (0..n)
                     .map(|k| {
@@ -343,12 +348,7 @@ fn encode_leaky(
     u: f64,
     alpha: f64,
 ) -> Expr {
-    let y = prog.add_col(
-        alpha * l,
-        u,
-        false,
-        ColKind::Value { node, index: k },
-    );
+    let y = prog.add_col(alpha * l, u, false, ColKind::Value { node, index: k });
     let d = prog.add_col(0.0, 1.0, true, ColKind::Binary { node, index: k });
     let ye = Expr::var(y);
     prog.add_ge(&ye, x);
@@ -513,8 +513,8 @@ fn pool_windows(p: &Pool, in_shape: &[usize], out_shape: &[usize]) -> Vec<Vec<us
                 for ox in 0..ow {
                     let mut win = Vec::with_capacity(p.kernel[0] * p.kernel[1]);
                     for ky in 0..p.kernel[0] {
-                        let iy = (oy * p.strides[0] + ky * p.dilations[0]) as isize
-                            - p.pads[0] as isize;
+                        let iy =
+                            (oy * p.strides[0] + ky * p.dilations[0]) as isize - p.pads[0] as isize;
                         if iy < 0 || iy as usize >= h {
                             continue;
                         }

@@ -59,7 +59,9 @@ pub enum MilpError {
         why: String,
     },
     /// The sound bounds are not finite (the encoding needs finite big-M constants).
-    #[error("MILP encoding: node '{node}' ({op}) has non-finite bounds on the input box; the big-M encoding needs finite ones")]
+    #[error(
+        "MILP encoding: node '{node}' ({op}) has non-finite bounds on the input box; the big-M encoding needs finite ones"
+    )]
     Unbounded { node: String, op: &'static str },
     /// HiGHS failed.
     #[error("HiGHS: {0}")]
@@ -140,7 +142,8 @@ fn case_bounds(
     dense: Option<&DenseReluNet>,
     case: &Case,
 ) -> (Vec<NodeBounds>, Vec<bool>) {
-    let r = nncert_verify::incomplete::refute_case_detailed(bounder, case, Method::Crown, None, true);
+    let r =
+        nncert_verify::incomplete::refute_case_detailed(bounder, case, Method::Crown, None, true);
     let mut bounds = r.bounds;
     if let Some(net) = dense {
         let widened = nncert_spec::InputBox {
@@ -161,7 +164,10 @@ fn case_bounds(
             for (layer, &id) in db.layers.iter().zip(&linear_ids) {
                 let b = &mut bounds[id];
                 for k in 0..b.lower.len() {
-                    let (l, u) = (b.lower[k].max(layer.lower[k]), b.upper[k].min(layer.upper[k]));
+                    let (l, u) = (
+                        b.lower[k].max(layer.lower[k]),
+                        b.upper[k].min(layer.upper[k]),
+                    );
                     // Sound bounds cannot cross; if rounding ever made them, keep the generic ones.
                     if l <= u {
                         b.lower[k] = l;
@@ -217,7 +223,8 @@ fn disjunct_program(cm: &CaseModel, d: &Conjunction) -> (Program, usize) {
         for (j, &c) in k.coeffs.iter().enumerate() {
             if c != 0.0 {
                 let y = &cm.net.outputs[j];
-                e.terms.extend(y.terms.iter().map(|&(col, v)| (col, -c * v)));
+                e.terms
+                    .extend(y.terms.iter().map(|&(col, v)| (col, -c * v)));
                 e.constant -= c * y.constant;
             }
         }
@@ -243,7 +250,12 @@ fn margin_scale(out: &NodeBounds, d: &Conjunction) -> f64 {
 
 /// A sound lower bound of each disjunct's margin from the bounds engine (`max_k lower(c_k·y) − rhs_k`),
 /// used to order the models (the most promising counterexample first).
-fn disjunct_lower_bounds(bounder: &Bounder<'_>, bounds: &[NodeBounds], case: &Case, m: usize) -> Vec<f64> {
+fn disjunct_lower_bounds(
+    bounder: &Bounder<'_>,
+    bounds: &[NodeBounds],
+    case: &Case,
+    m: usize,
+) -> Vec<f64> {
     case.output
         .disjuncts
         .iter()
@@ -251,7 +263,9 @@ fn disjunct_lower_bounds(bounder: &Bounder<'_>, bounds: &[NodeBounds], case: &Ca
             if d.constraints.is_empty() {
                 return f64::NEG_INFINITY;
             }
-            let c = Array2::from_shape_fn((d.constraints.len(), m), |(r, j)| d.constraints[r].coeffs[j]);
+            let c = Array2::from_shape_fn((d.constraints.len(), m), |(r, j)| {
+                d.constraints[r].coeffs[j]
+            });
             bounder
                 .output_lower(&c, bounds)
                 .iter()
@@ -283,7 +297,7 @@ fn solve_margin(
     tolerance: f64,
     limit: Duration,
 ) -> Result<MarginSolve, MilpError> {
-    let rep = solve::minimize(prog, limit)?;
+    let rep = solve::minimize(prog, limit, tolerance)?;
     let timed_out = rep.timed_out();
     // Mathematically the encoding is always feasible (every box point has an output); an "infeasible"
     // verdict can only come from numerical trouble and proves nothing, so it leaves the lower bound at −∞.
@@ -409,7 +423,9 @@ pub fn verify_milp(
                     .zip(&case.input.upper)
                     .map(|(l, u)| 0.5 * (l + u))
                     .collect();
-                if let Some(cex) = nncert_verify::check::check_candidate(graph, property, ci, &centre) {
+                if let Some(cex) =
+                    nncert_verify::check::check_candidate(graph, property, ci, &centre)
+                {
                     out.margin_upper = out.margin_upper.min(cex.margin_f64);
                     return finish(out, Verdict::Sat(Box::new(cex)));
                 }
@@ -489,7 +505,11 @@ pub fn export(graph: &Graph, property: &Property, path: &Path) -> Result<Vec<Pat
     let model = BoundModel::new(graph);
     let bounder = model.bounder();
     let dense = DenseReluNet::from_graph(graph);
-    let total: usize = property.cases.iter().map(|c| c.output.disjuncts.len()).sum();
+    let total: usize = property
+        .cases
+        .iter()
+        .map(|c| c.output.disjuncts.len())
+        .sum();
     if total == 0 {
         return Err(MilpError::Export(
             "the property has no output disjunct: nothing to encode (it is trivially unsat)".into(),
@@ -503,8 +523,14 @@ pub fn export(graph: &Graph, property: &Property, path: &Path) -> Result<Vec<Pat
             let target = if total == 1 {
                 path.to_path_buf()
             } else {
-                let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-                let ext = path.extension().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let stem = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let ext = path
+                    .extension()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 path.with_file_name(format!("{stem}.case{ci}.disjunct{di}.{ext}"))
             };
             solve::write(&prog, &target)?;

@@ -59,8 +59,12 @@ fn set(model: &mut highs::Model, name: &str, value: f64) -> Result<(), MilpError
         .map_err(|_| MilpError::Solver(format!("HiGHS refused option {name} = {value}")))
 }
 
-/// Minimizes the program's objective within `time_limit`.
-pub fn minimize(prog: &Program, time_limit: Duration) -> Result<SolveReport, MilpError> {
+/// Minimizes the program's objective within `time_limit`, stopping at an absolute gap of `abs_gap`.
+pub fn minimize(
+    prog: &Program,
+    time_limit: Duration,
+    abs_gap: f64,
+) -> Result<SolveReport, MilpError> {
     let mut model = to_model(prog, Sense::Minimise)?;
     set(&mut model, "time_limit", time_limit.as_secs_f64().max(0.01))?;
     set(
@@ -70,6 +74,13 @@ pub fn minimize(prog: &Program, time_limit: Duration) -> Result<SolveReport, Mil
     )?;
     set(&mut model, "mip_feasibility_tolerance", INTEGRALITY_TOL)?;
     set(&mut model, "mip_rel_gap", MIP_REL_GAP)?;
+    // The verdict needs the dual bound above τ or a point below 0, not the optimum to 10⁻⁶: stop at a gap of τ.
+    set(&mut model, "mip_abs_gap", abs_gap.max(1e-6))?;
+    if std::env::var_os("NNCERT_MILP_LOG").is_some() {
+        // Debugging aid: HiGHS's own log on stdout.
+        let _ = model.try_set_option("output_flag", true);
+        let _ = model.try_set_option("log_to_console", true);
+    }
     let solved = model
         .try_solve()
         .map_err(|s| MilpError::Solver(format!("HiGHS failed: {s:?}")))?;

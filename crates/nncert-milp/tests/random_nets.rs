@@ -42,12 +42,20 @@ fn dense(rng: &mut Rng, n_in: usize, h: usize, n_out: usize, leaky: bool) -> Gra
     let mut x = b.input_id();
     let mut width = n_in;
     for (k, w) in [h, h].into_iter().enumerate() {
-        x = b.push(format!("fc{k}"), linear(rng, w, width), vec![x], None).unwrap();
-        let act = if leaky { Op::LeakyRelu { alpha: 0.1 } } else { Op::Relu };
+        x = b
+            .push(format!("fc{k}"), linear(rng, w, width), vec![x], None)
+            .unwrap();
+        let act = if leaky {
+            Op::LeakyRelu { alpha: 0.1 }
+        } else {
+            Op::Relu
+        };
         x = b.push(format!("act{k}"), act, vec![x], None).unwrap();
         width = w;
     }
-    let y = b.push("out", linear(rng, n_out, width), vec![x], None).unwrap();
+    let y = b
+        .push("out", linear(rng, n_out, width), vec![x], None)
+        .unwrap();
     b.finish(y)
 }
 
@@ -89,15 +97,26 @@ fn conv_pool(rng: &mut Rng, n_out: usize) -> Graph {
         pads: [0, 0, 0, 0],
         dilations: [1, 1],
     });
-    let p = b.push("pool", pool, vec![r], Some(vec![1, 3, 2, 2])).unwrap();
-    let f = b.push("flatten", Op::Reshape, vec![p], Some(vec![1, 12])).unwrap();
-    let y = b.push("out", linear(rng, n_out, 12), vec![f], None).unwrap();
+    let p = b
+        .push("pool", pool, vec![r], Some(vec![1, 3, 2, 2]))
+        .unwrap();
+    let f = b
+        .push("flatten", Op::Reshape, vec![p], Some(vec![1, 12]))
+        .unwrap();
+    let y = b
+        .push("out", linear(rng, n_out, 12), vec![f], None)
+        .unwrap();
     b.finish(y)
 }
 
 fn eval(g: &Graph, x: &[f64]) -> Vec<f64> {
     let a = Array2::from_shape_vec((1, x.len()), x.to_vec()).unwrap();
-    Evaluator::<f64>::new(g).forward(a.view()).unwrap().iter().copied().collect()
+    Evaluator::<f64>::new(g)
+        .forward(a.view())
+        .unwrap()
+        .iter()
+        .copied()
+        .collect()
 }
 
 /// A property on one box around a random centre with one disjunct of `rows` random constraints, the
@@ -111,7 +130,11 @@ fn property(rng: &mut Rng, g: &Graph, eps: f64, rows: usize, offset: f64) -> Pro
         .map(|_| {
             let coeffs: Vec<f64> = (0..m).map(|_| f64::from(rng.sym())).collect();
             let cy: f64 = coeffs.iter().zip(&y).map(|(a, b)| a * b).sum();
-            LinearConstraint { coeffs, rhs: cy - offset, strict: false }
+            LinearConstraint {
+                coeffs,
+                rhs: cy - offset,
+                strict: false,
+            }
         })
         .collect();
     Property {
@@ -122,7 +145,9 @@ fn property(rng: &mut Rng, g: &Graph, eps: f64, rows: usize, offset: f64) -> Pro
                 lower: centre.iter().map(|c| c - eps).collect(),
                 upper: centre.iter().map(|c| c + eps).collect(),
             },
-            output: OutputCondition { disjuncts: vec![Conjunction { constraints }] },
+            output: OutputCondition {
+                disjuncts: vec![Conjunction { constraints }],
+            },
         }],
     }
 }
@@ -153,29 +178,62 @@ fn check_instance(g: &Graph, p: &Property, rng: &mut Rng, label: &str) {
     let margin_of = |x: &[f64]| p.cases[0].output.margin(&eval(g, x));
     // The encoding is exact: the point's real margin is the solver's.
     let real = margin_of(&x);
-    assert!((real - obj).abs() <= 10.0 * tol, "{label}: solver says {obj}, point has {real}");
+    assert!(
+        (real - obj).abs() <= 10.0 * tol,
+        "{label}: solver says {obj}, point has {real}"
+    );
     // Dual bound ≤ optimum ≤ every sampled margin; sound bound ≤ dual bound.
-    assert!(ms.lower <= obj + tol, "{label}: dual bound {} above the point's margin {obj}", ms.lower);
+    assert!(
+        ms.lower <= obj + tol,
+        "{label}: dual bound {} above the point's margin {obj}",
+        ms.lower
+    );
     let lb = crown_lower(g, p);
-    assert!(lb <= ms.lower + tol, "{label}: sound bound {lb} above the MILP dual bound {}", ms.lower);
+    assert!(
+        lb <= ms.lower + tol,
+        "{label}: sound bound {lb} above the MILP dual bound {}",
+        ms.lower
+    );
     let b = &p.cases[0].input;
     let mut best_sample = f64::INFINITY;
     for _ in 0..400 {
-        let s: Vec<f64> = b.lower.iter().zip(&b.upper).map(|(l, u)| l + (u - l) * rng.next()).collect();
+        let s: Vec<f64> = b
+            .lower
+            .iter()
+            .zip(&b.upper)
+            .map(|(l, u)| l + (u - l) * rng.next())
+            .collect();
         let m = margin_of(&s);
-        assert!(m >= ms.lower - tol, "{label}: sampled margin {m} below the dual bound {}", ms.lower);
+        assert!(
+            m >= ms.lower - tol,
+            "{label}: sampled margin {m} below the dual bound {}",
+            ms.lower
+        );
         best_sample = best_sample.min(m);
     }
-    assert!(obj <= best_sample + tol, "{label}: MILP optimum {obj} above a sampled margin {best_sample}");
+    assert!(
+        obj <= best_sample + tol,
+        "{label}: MILP optimum {obj} above a sampled margin {best_sample}"
+    );
     // The verdict agrees with the optimum, and a sat is a checked counterexample.
-    let out = verify_milp(g, p, &MilpOptions { timeout: Duration::from_secs(30) }).unwrap();
+    let out = verify_milp(
+        g,
+        p,
+        &MilpOptions {
+            timeout: Duration::from_secs(30),
+        },
+    )
+    .unwrap();
     match &out.result.verdict {
         Verdict::Sat(c) => {
             assert!(obj <= tol, "{label}: sat but optimum {obj}");
             assert!(nncert_verify::check::check_candidate(g, p, c.case, &c.input).is_some());
         }
         Verdict::Unsat { .. } => assert!(obj > 0.0, "{label}: unsat but optimum {obj}"),
-        v => assert!(obj.abs() <= 10.0 * tol, "{label}: {v:?} with optimum {obj} far from 0"),
+        v => assert!(
+            obj.abs() <= 10.0 * tol,
+            "{label}: {v:?} with optimum {obj} far from 0"
+        ),
     }
 }
 
@@ -211,15 +269,24 @@ fn unsupported_op_names_the_node() {
         num_inputs: 2,
         num_outputs: 2,
         cases: vec![Case {
-            input: InputBox { lower: vec![0.0; 2], upper: vec![1.0; 2] },
+            input: InputBox {
+                lower: vec![0.0; 2],
+                upper: vec![1.0; 2],
+            },
             output: OutputCondition {
                 disjuncts: vec![Conjunction {
-                    constraints: vec![LinearConstraint { coeffs: vec![1.0, 0.0], rhs: 0.0, strict: false }],
+                    constraints: vec![LinearConstraint {
+                        coeffs: vec![1.0, 0.0],
+                        rhs: 0.0,
+                        strict: false,
+                    }],
                 }],
             },
         }],
     };
-    let e = verify_milp(&g, &p, &MilpOptions::default()).unwrap_err().to_string();
+    let e = verify_milp(&g, &p, &MilpOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("squash") && e.contains("Sigmoid"), "{e}");
 }
 
