@@ -145,5 +145,5 @@ fn milp_agrees_with_truth_on_mnist_256x2_subset() {
 /// ACAS Xu instances in the test: property 3 ones the MILP decides quickly (unsat, and sat 97 in ~5 s); the
 /// large-box properties 1 and 2 mostly time out for MILP without input splitting (see BENCHMARKS.md).
 const ACASXU_IDS: &[&str] = &["95", "97", "102", "104", "105", "106", "107", "114"];
-/// MNIST 256x2 instances in the test.
-const MNIST_IDS: &[&str] = &["0", "1"];
+/// MNIST 256x2 instances in the test (ε = 0.03, unsat; decided in under a second in the bench).
+const MNIST_IDS: &[&str] = &["0", "3", "5", "7", "9"];
