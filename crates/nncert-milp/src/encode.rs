@@ -264,17 +264,17 @@ pub fn encode(graph: &Graph, bounds: &[NodeBounds]) -> Result<NetEncoding, MilpE
                 let x = arg(0);
                 let pre = &bounds[node.inputs[0].0];
                 let mut v = Vec::with_capacity(n);
-                for k in 0..n {
+                for (k, xk) in x.iter().enumerate().take(n) {
                     let (l, u) = (pre.lower[k], pre.upper[k]);
                     if l >= 0.0 {
                         stable += 1;
-                        v.push(x[k].clone());
+                        v.push(xk.clone());
                     } else if u <= 0.0 {
                         stable += 1;
-                        v.push(x[k].scaled(alpha));
+                        v.push(xk.scaled(alpha));
                     } else {
                         unstable += 1;
-                        v.push(encode_leaky(&mut prog, id, k, &x[k], l, u, alpha));
+                        v.push(encode_leaky(&mut prog, id, k, xk, l, u, alpha));
                     }
                 }
                 v
