@@ -40,6 +40,18 @@ struct Args {
     /// Send feed-forward ReLU networks through the generic engine instead of the dense fast path (to compare).
     #[arg(long)]
     no_dense_path: bool,
+    /// Only instances whose onnx path contains this (e.g. 256x2).
+    #[arg(long)]
+    onnx_contains: Option<String>,
+    /// Engine: bab (bounds + falsifier + branch-and-bound, the default) or milp (HiGHS).
+    #[arg(long, value_enum, default_value = "bab")]
+    method: BenchMethod,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum BenchMethod {
+    Bab,
+    Milp,
 }
 
 struct Row {
@@ -96,7 +108,12 @@ fn run_suite(args: &Args, suite: &str, rows: &mut Vec<Row>) -> Result<()> {
             bail!("{suite}/instances.csv: missing columns");
         };
         let expected = truth.get(id).cloned().unwrap_or_else(|| "?".into());
-        if args.expected.as_ref().is_some_and(|e| *e != expected) {
+        if args.expected.as_ref().is_some_and(|e| *e != expected)
+            || args
+                .onnx_contains
+                .as_ref()
+                .is_some_and(|s| !onnx.contains(s.as_str()))
+        {
             continue;
         }
         let mut t: f64 = timeout.parse().context("timeout")?;
@@ -118,7 +135,17 @@ fn run_suite(args: &Args, suite: &str, rows: &mut Vec<Row>) -> Result<()> {
                 dense_path: !args.no_dense_path,
                 ..VerifyOptions::default()
             };
-            Ok(nncert_verify::verify(graph, &prop, &opts).verdict)
+            Ok(match args.method {
+                BenchMethod::Bab => nncert_verify::verify(graph, &prop, &opts).verdict,
+                BenchMethod::Milp => {
+                    let mopts = nncert_milp::MilpOptions {
+                        timeout: opts.timeout,
+                    };
+                    nncert_milp::verify_milp(graph, &prop, &mopts)?
+                        .result
+                        .verdict
+                }
+            })
         })();
         let word = match &result {
             Ok(v) => v.word().to_string(),

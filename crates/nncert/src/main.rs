@@ -5,6 +5,7 @@ mod assess_cmd;
 mod empirical_cmd;
 mod io;
 mod lipschitz_cmd;
+mod milp_cmd;
 mod stats_cmd;
 
 use anyhow::{Context, Result};
@@ -13,6 +14,13 @@ use nncert_verify::{Verdict, VerifyOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum VerifyMethod {
+    Bab,
+    Milp,
+    Smt,
+}
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -98,6 +106,23 @@ enum Command {
         /// answer is `unknown` instead of running out of memory.
         #[arg(long)]
         memory_limit_mb: Option<usize>,
+        /// Method: bab (bounds + falsifier + branch-and-bound, the default), milp (HiGHS) or smt (z3).
+        #[arg(long, value_enum, default_value = "bab")]
+        method: VerifyMethod,
+    },
+    /// Write a property's verification problem for an external solver: the MILP (one model per output
+    /// disjunct, minimizing the margin; `.lp` or `.mps`) or SMT-LIB 2.
+    Export {
+        /// The model (.onnx or .nnet).
+        model: PathBuf,
+        /// The property (.vnnlib).
+        property: PathBuf,
+        /// Write the MILP here (.lp or .mps; several disjuncts give OUT.case<c>.disjunct<d>.lp).
+        #[arg(long)]
+        milp: Option<PathBuf>,
+        /// Write SMT-LIB 2 here.
+        #[arg(long)]
+        smtlib: Option<PathBuf>,
     },
     /// Randomized smoothing: certified L2 radii and certified accuracy on a labelled data set.
     Smooth(stats_cmd::SmoothArgs),
@@ -261,11 +286,17 @@ fn run(cli: Cli) -> Result<u8> {
             result_file,
             seed,
             memory_limit_mb,
+            method,
         } => {
             if !(timeout.is_finite() && timeout > 0.0) {
                 anyhow::bail!("--timeout must be a positive number of seconds, got {timeout}");
             }
             let (graph, prop) = load_pair(&model, &property)?;
+            let result = match method {
+                VerifyMethod::Bab => None,
+                VerifyMethod::Milp => Some(milp_cmd::verify(&graph, &prop, timeout)?),
+                VerifyMethod::Smt => anyhow::bail!("--method smt is not available in this build"),
+            };
             let mut opts = VerifyOptions {
                 timeout: Duration::from_secs_f64(timeout),
                 seed,
@@ -274,7 +305,7 @@ fn run(cli: Cli) -> Result<u8> {
             if let Some(mb) = memory_limit_mb {
                 opts.memory_limit = mb.saturating_mul(1 << 20);
             }
-            let result = nncert_verify::verify(&graph, &prop, &opts);
+            let result = result.unwrap_or_else(|| nncert_verify::verify(&graph, &prop, &opts));
             let text = nncert_verify::vnncomp_result(&result.verdict);
             if let Some(path) = &result_file {
                 io::write_atomically(path, text.as_bytes())?;
@@ -301,6 +332,26 @@ fn run(cli: Cli) -> Result<u8> {
                 ),
             }
             Ok(result.verdict.exit_code() as u8)
+        }
+        Command::Export {
+            model,
+            property,
+            milp,
+            smtlib,
+        } => {
+            if milp.is_none() && smtlib.is_none() {
+                anyhow::bail!(
+                    "nothing to export: give --milp OUT.lp|OUT.mps (or --smtlib OUT.smt2)"
+                );
+            }
+            if smtlib.is_some() {
+                anyhow::bail!("--smtlib is not available in this build");
+            }
+            let (graph, prop) = load_pair(&model, &property)?;
+            if let Some(out) = &milp {
+                milp_cmd::export(&graph, &prop, out)?;
+            }
+            Ok(0)
         }
         Command::Assess {
             plan,

@@ -1,0 +1,46 @@
+//! `verify --method milp` and `export --milp`: the MILP engine of `nncert-milp` (HiGHS). Behind the default
+//! cargo feature `milp`, so that `--no-default-features` builds the binary without compiling HiGHS.
+
+use anyhow::Result;
+use nncert_model::Graph;
+use nncert_spec::Property;
+use nncert_verify::VerifyResult;
+use std::path::Path;
+
+/// Decides the property by MILP; prints the method class and the MILP figures on stderr and returns the result
+/// for the shared printing of `verify`.
+#[cfg(feature = "milp")]
+pub fn verify(graph: &Graph, prop: &Property, timeout: f64) -> Result<VerifyResult> {
+    let opts = nncert_milp::MilpOptions {
+        timeout: std::time::Duration::from_secs_f64(timeout),
+    };
+    let out = nncert_milp::verify_milp(graph, prop, &opts)?;
+    eprintln!("method class: {}", out.method_class);
+    eprintln!("{}", out.summary());
+    Ok(out.result)
+}
+
+/// Writes the MILP of every (case, disjunct) and lists the files.
+#[cfg(feature = "milp")]
+pub fn export(graph: &Graph, prop: &Property, out: &Path) -> Result<()> {
+    let files = nncert_milp::export(graph, prop, out)?;
+    for f in &files {
+        eprintln!("wrote {}", f.display());
+    }
+    eprintln!(
+        "each model minimizes the column `margin`: the property is violated iff some model's optimum is <= 0"
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "milp"))]
+pub fn verify(_: &Graph, _: &Property, _: f64) -> Result<VerifyResult> {
+    anyhow::bail!(
+        "--method milp is not available: nncert was built without the `milp` feature (HiGHS)"
+    )
+}
+
+#[cfg(not(feature = "milp"))]
+pub fn export(_: &Graph, _: &Property, _: &Path) -> Result<()> {
+    anyhow::bail!("--milp is not available: nncert was built without the `milp` feature (HiGHS)")
+}
