@@ -14,6 +14,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// Which engine answers each instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Method {
+    /// Bounds + falsifier + branch-and-bound (`nncert_verify::verify`).
+    Bab,
+    /// z3 on the QF_LRA encoding (`nncert_smt`).
+    Smt,
+}
+
 #[derive(Parser, Debug)]
 #[command(about = "Run VNN-COMP suites through nncert and score the answers against truth.csv")]
 struct Args {
@@ -40,6 +49,9 @@ struct Args {
     /// Send feed-forward ReLU networks through the generic engine instead of the dense fast path (to compare).
     #[arg(long)]
     no_dense_path: bool,
+    /// The engine.
+    #[arg(long, value_enum, default_value = "bab")]
+    method: Method,
 }
 
 struct Row {
@@ -118,7 +130,10 @@ fn run_suite(args: &Args, suite: &str, rows: &mut Vec<Row>) -> Result<()> {
                 dense_path: !args.no_dense_path,
                 ..VerifyOptions::default()
             };
-            Ok(nncert_verify::verify(graph, &prop, &opts).verdict)
+            match args.method {
+                Method::Bab => Ok(nncert_verify::verify(graph, &prop, &opts).verdict),
+                Method::Smt => smt(graph, &prop, opts.timeout),
+            }
         })();
         let word = match &result {
             Ok(v) => v.word().to_string(),
@@ -144,6 +159,20 @@ fn run_suite(args: &Args, suite: &str, rows: &mut Vec<Row>) -> Result<()> {
         });
     }
     Ok(())
+}
+
+#[cfg(feature = "smt")]
+fn smt(graph: &nncert_model::Graph, prop: &nncert_spec::Property, timeout: Duration) -> Result<Verdict> {
+    let opts = nncert_smt::solve::SmtOptions {
+        timeout,
+        ..Default::default()
+    };
+    Ok(nncert_smt::solve::verify_smt(graph, prop, &opts)?.0.verdict)
+}
+
+#[cfg(not(feature = "smt"))]
+fn smt(_: &nncert_model::Graph, _: &nncert_spec::Property, _: Duration) -> Result<Verdict> {
+    bail!("--method smt needs the `smt` feature (libz3-dev)")
 }
 
 fn summary(rows: &[Row]) {

@@ -4,6 +4,7 @@
 mod assess_cmd;
 mod empirical_cmd;
 mod io;
+mod smt_cmd;
 mod stats_cmd;
 
 use anyhow::{Context, Result};
@@ -12,6 +13,13 @@ use nncert_verify::{Verdict, VerifyOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum VerifyMethod {
+    Bab,
+    Milp,
+    Smt,
+}
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -93,6 +101,23 @@ enum Command {
         /// answer is `unknown` instead of running out of memory.
         #[arg(long)]
         memory_limit_mb: Option<usize>,
+        /// Method: bab (bounds + falsifier + branch-and-bound, the default), milp (HiGHS) or smt (z3).
+        #[arg(long, value_enum, default_value = "bab")]
+        method: VerifyMethod,
+    },
+    /// Write a property as a file for an external solver: `--smtlib OUT.smt2` (SMT-LIB 2, QF_LRA, exact
+    /// rationals; one (push 1) ... (check-sat) (pop 1) block per input box) or `--milp OUT.lp`.
+    Export {
+        /// The model (.onnx or .nnet).
+        model: PathBuf,
+        /// The property (.vnnlib).
+        property: PathBuf,
+        /// Write a MILP (LP format) here.
+        #[arg(long)]
+        milp: Option<PathBuf>,
+        /// Write SMT-LIB 2 here.
+        #[arg(long)]
+        smtlib: Option<PathBuf>,
     },
     /// Randomized smoothing: certified L2 radii and certified accuracy on a labelled data set.
     Smooth(stats_cmd::SmoothArgs),
@@ -219,6 +244,7 @@ fn run(cli: Cli) -> Result<u8> {
             result_file,
             seed,
             memory_limit_mb,
+            method,
         } => {
             if !(timeout.is_finite() && timeout > 0.0) {
                 anyhow::bail!("--timeout must be a positive number of seconds, got {timeout}");
@@ -232,7 +258,11 @@ fn run(cli: Cli) -> Result<u8> {
             if let Some(mb) = memory_limit_mb {
                 opts.memory_limit = mb.saturating_mul(1 << 20);
             }
-            let result = nncert_verify::verify(&graph, &prop, &opts);
+            let result = match method {
+                VerifyMethod::Bab => nncert_verify::verify(&graph, &prop, &opts),
+                VerifyMethod::Milp => anyhow::bail!("--method milp is not available in this build"),
+                VerifyMethod::Smt => smt_cmd::verify(&graph, &prop, opts.timeout)?,
+            };
             let text = nncert_verify::vnncomp_result(&result.verdict);
             if let Some(path) = &result_file {
                 io::write_atomically(path, text.as_bytes())?;
@@ -259,6 +289,24 @@ fn run(cli: Cli) -> Result<u8> {
                 ),
             }
             Ok(result.verdict.exit_code() as u8)
+        }
+        Command::Export {
+            model,
+            property,
+            milp,
+            smtlib,
+        } => {
+            if milp.is_none() && smtlib.is_none() {
+                anyhow::bail!("nothing to export: give --smtlib OUT.smt2 and/or --milp OUT.lp");
+            }
+            let (graph, prop) = load_pair(&model, &property)?;
+            if milp.is_some() {
+                anyhow::bail!("--milp is not available in this build");
+            }
+            if let Some(out) = &smtlib {
+                smt_cmd::export_smtlib(&graph, &prop, &model, &property, out)?;
+            }
+            Ok(0)
         }
         Command::Assess {
             plan,
