@@ -162,7 +162,11 @@ fn run_suite(args: &Args, suite: &str, rows: &mut Vec<Row>) -> Result<()> {
 }
 
 #[cfg(feature = "smt")]
-fn smt(graph: &nncert_model::Graph, prop: &nncert_spec::Property, timeout: Duration) -> Result<Verdict> {
+fn smt(
+    graph: &nncert_model::Graph,
+    prop: &nncert_spec::Property,
+    timeout: Duration,
+) -> Result<Verdict> {
     let opts = nncert_smt::solve::SmtOptions {
         timeout,
         ..Default::default()

@@ -367,10 +367,12 @@ pub fn encode_case(
                 let shape = IxDyn(&node.shape);
                 let bc = |a: &Option<ndarray::ArrayD<f32>>| -> Result<Option<Vec<Rat>>, SmtError> {
                     let Some(a) = a else { return Ok(None) };
-                    let view = a.broadcast(shape.clone()).ok_or_else(|| SmtError::Unsupported {
-                        node: node.name.clone(),
-                        op: "Affine (constant does not broadcast)",
-                    })?;
+                    let view = a
+                        .broadcast(shape.clone())
+                        .ok_or_else(|| SmtError::Unsupported {
+                            node: node.name.clone(),
+                            op: "Affine (constant does not broadcast)",
+                        })?;
                     view.iter()
                         .map(|&v| rat(v, &node.name))
                         .collect::<Result<Vec<_>, _>>()
@@ -434,7 +436,8 @@ pub fn encode_case(
                         }
                         _ => {
                             let inp = b.materialize(e, format!("z{id}_{j}"));
-                            let bounds = bd.and_then(|(lo, hi)| Some((coarse_down(lo)?, coarse_up(hi)?)));
+                            let bounds =
+                                bd.and_then(|(lo, hi)| Some((coarse_down(lo)?, coarse_up(hi)?)));
                             if let Some((lo, hi)) = &bounds {
                                 tighten(&mut b.vars[inp], lo, hi);
                             }
@@ -466,10 +469,10 @@ pub fn encode_case(
     let mut outputs = Vec::with_capacity(outs.len());
     for (j, e) in outs.into_iter().enumerate() {
         let y = b.new_var(format!("Y_{j}"));
-        if let Some((lo, hi)) = bound_of(out_id.0, j) {
-            if let (Some(lo), Some(hi)) = (coarse_down(lo), coarse_up(hi)) {
-                tighten(&mut b.vars[y], &lo, &hi);
-            }
+        if let Some((Some(lo), Some(hi))) =
+            bound_of(out_id.0, j).map(|(lo, hi)| (coarse_down(lo), coarse_up(hi)))
+        {
+            tighten(&mut b.vars[y], &lo, &hi);
         }
         b.defs.push((y, e));
         outputs.push(y);
@@ -523,7 +526,11 @@ impl Encoding {
                         None => return false,
                     }
                 }
-                if a.strict { sign(&lo) >= 0 } else { sign(&lo) > 0 }
+                if a.strict {
+                    sign(&lo) >= 0
+                } else {
+                    sign(&lo) > 0
+                }
             })
         })
     }
@@ -571,18 +578,29 @@ pub fn relu_lemmas(r: &Relu) -> Vec<LinExpr> {
     let y = LinExpr::var(r.out);
     let minus = -Rat::one();
     // x − y <= 0
-    out.push(LinExpr::combine([(&one, &x), (&minus, &y)].into_iter(), Rat::zero()));
+    out.push(LinExpr::combine(
+        [(&one, &x), (&minus, &y)].into_iter(),
+        Rat::zero(),
+    ));
     // alpha·x − y <= 0
-    out.push(LinExpr::combine([(&r.alpha, &x), (&minus, &y)].into_iter(), Rat::zero()));
-    if let Some((l, u)) = &r.bounds {
-        if sign(l) < 0 && sign(u) > 0 {
-            // (u − l)·y − (u − αl)·x + [ −(u − l)·αl + (u − αl)·l ] <= 0
-            let d = u - l;
-            let s = u - &r.alpha * l;
-            let neg_s = -s.clone();
-            let constant = -(&d * &r.alpha * l) + &s * l;
-            out.push(LinExpr::combine([(&d, &y), (&neg_s, &x)].into_iter(), constant));
-        }
+    out.push(LinExpr::combine(
+        [(&r.alpha, &x), (&minus, &y)].into_iter(),
+        Rat::zero(),
+    ));
+    if let Some((l, u)) = r
+        .bounds
+        .as_ref()
+        .filter(|(l, u)| sign(l) < 0 && sign(u) > 0)
+    {
+        // (u − l)·y − (u − αl)·x + [ −(u − l)·αl + (u − αl)·l ] <= 0
+        let d = u - l;
+        let s = u - &r.alpha * l;
+        let neg_s = -s.clone();
+        let constant = -(&d * &r.alpha * l) + &s * l;
+        out.push(LinExpr::combine(
+            [(&d, &y), (&neg_s, &x)].into_iter(),
+            constant,
+        ));
     }
     out
 }

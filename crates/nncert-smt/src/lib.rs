@@ -103,6 +103,8 @@ pub fn export_smtlib(
         )?);
     }
     let mut h = header.to_vec();
-    h.push(format!("method class of a solver's answer on this file: {METHOD_CLASS}"));
+    h.push(format!(
+        "method class of a solver's answer on this file: {METHOD_CLASS}"
+    ));
     Ok(smtlib::property_file(&h, &encs))
 }

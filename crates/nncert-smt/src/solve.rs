@@ -26,6 +26,8 @@ pub struct SmtOptions {
     pub relu_style: ReluStyle,
     /// Use sound bounds to fix stable ReLUs and add lemmas (faster; the answer is the same).
     pub use_bounds: bool,
+    /// Re-execute each (sub-)box's centre before asking z3 (finds wide counterexample regions at once).
+    pub centre_check: bool,
 }
 
 impl Default for SmtOptions {
@@ -34,6 +36,7 @@ impl Default for SmtOptions {
             timeout: Duration::from_secs(60),
             relu_style: ReluStyle::Ite,
             use_bounds: true,
+            centre_check: true,
         }
     }
 }
@@ -64,7 +67,11 @@ fn expr(vars: &[Real], e: &LinExpr) -> Result<Real, SmtError> {
 
 /// Asserts `enc` into `solver`; returns the variables' terms.
 pub fn assert_encoding(solver: &Solver, enc: &Encoding) -> Result<Vec<Real>, SmtError> {
-    let vars: Vec<Real> = enc.vars.iter().map(|v| Real::new_const(v.name.as_str())).collect();
+    let vars: Vec<Real> = enc
+        .vars
+        .iter()
+        .map(|v| Real::new_const(v.name.as_str()))
+        .collect();
     let zero = lit(&Rat::zero())?;
     for (v, var) in enc.vars.iter().zip(&vars) {
         if let Some(l) = &v.lower {
@@ -218,6 +225,8 @@ pub struct SmtStats {
     pub rejected_models: usize,
     /// Input boxes (cases and sub-boxes of input splitting) encoded.
     pub boxes: usize,
+    /// Counterexamples found at a box's centre (re-executed) rather than in a z3 model.
+    pub centre_hits: usize,
 }
 
 /// Decides `property` on `graph` with z3: `unsat` (proved for the real-valued network), `sat` (a checked
@@ -314,13 +323,8 @@ fn solve_case(
     stats: &mut SmtStats,
 ) -> Result<CaseOutcome, SmtError> {
     let case = &property.cases[ci];
-    let free = |b: &nncert_spec::InputBox| {
-        b.lower
-            .iter()
-            .zip(&b.upper)
-            .filter(|(l, u)| l < u)
-            .count()
-    };
+    let free =
+        |b: &nncert_spec::InputBox| b.lower.iter().zip(&b.upper).filter(|(l, u)| l < u).count();
     let split = opts.use_bounds && free(&case.input) <= MAX_SPLIT_INPUTS;
     let mut stack = vec![case.input.clone()];
     let mut first = true;
@@ -349,6 +353,22 @@ fn solve_case(
         stats.boxes += 1;
         if enc.refuted_by_output_bounds() {
             continue;
+        }
+        // The box's centre, re-executed: a cheap way to a counterexample when the bad region is wide (z3's
+        // search for a model is the slow part on sat instances). Checked like any candidate.
+        let centre: Vec<f64> = bx
+            .lower
+            .iter()
+            .zip(&bx.upper)
+            .map(|(l, u)| l + (u - l) / 2.0)
+            .collect();
+        let hit = opts
+            .centre_check
+            .then(|| nncert_verify::check::check_candidate(graph, property, ci, &centre))
+            .flatten();
+        if let Some(cex) = hit {
+            stats.centre_hits += 1;
+            return Ok(CaseOutcome::Sat(Box::new(cex)));
         }
         // The widest free input and its midpoint, if the box can still be halved.
         let halves = split
@@ -384,13 +404,16 @@ fn solve_case(
             match answer {
                 CaseAnswer::Unsat => continue,
                 CaseAnswer::Sat(x) => {
-                    if let Some(cex) = nncert_verify::check::check_candidate(graph, property, ci, &x) {
+                    if let Some(cex) =
+                        nncert_verify::check::check_candidate(graph, property, ci, &x)
+                    {
                         return Ok(CaseOutcome::Sat(Box::new(cex)));
                     }
                     stats.rejected_models += 1;
                     // The real-valued point does not survive f32 execution (it sits on the boundary of the bad
                     // region, where z3's vertices usually are). Ask for points deeper inside.
-                    if let Some(cex) = tightened_search(graph, property, ci, &enc, deadline, stats)? {
+                    if let Some(cex) = tightened_search(graph, property, ci, &enc, deadline, stats)?
+                    {
                         return Ok(CaseOutcome::Sat(Box::new(cex)));
                     }
                     // Splitting cannot turn this box into unsat: it has real-valued counterexamples.
@@ -444,7 +467,8 @@ fn tightened_search(
         };
         match solve_encoding(&enc.tightened(&delta), deadline)? {
             CaseAnswer::Sat(x) => {
-                if let Some(cex) = nncert_verify::check::check_candidate(graph, property, case, &x) {
+                if let Some(cex) = nncert_verify::check::check_candidate(graph, property, case, &x)
+                {
                     return Ok(Some(cex));
                 }
                 stats.rejected_models += 1;

@@ -9,7 +9,11 @@ use std::time::Duration;
 /// Decides the property with z3. The result has the same shape as the default engine's, so printing and the
 /// result file stay shared.
 #[cfg(feature = "smt")]
-pub fn verify(graph: &Graph, prop: &Property, timeout: Duration) -> Result<nncert_verify::VerifyResult> {
+pub fn verify(
+    graph: &Graph,
+    prop: &Property,
+    timeout: Duration,
+) -> Result<nncert_verify::VerifyResult> {
     eprintln!("method class: {}", nncert_smt::METHOD_CLASS);
     let opts = nncert_smt::solve::SmtOptions {
         timeout,
@@ -18,20 +22,23 @@ pub fn verify(graph: &Graph, prop: &Property, timeout: Duration) -> Result<nncer
     let (result, stats) = nncert_smt::solve::verify_smt(graph, prop, &opts)?;
     eprintln!(
         "smt: {} case(s), {} decided unsat, {} input box(es) encoded; {} ReLU(s), {} piecewise on the whole \
-         box; {} z3 model(s) rejected by f32/f64 re-execution",
+         box; {} z3 model(s) rejected by f32/f64 re-execution; {} counterexample(s) found at a sub-box centre",
         stats.cases,
         stats.unsat_cases,
         stats.boxes,
         stats.relus,
         stats.unstable_relus,
-        stats.rejected_models
+        stats.rejected_models,
+        stats.centre_hits
     );
     Ok(result)
 }
 
 #[cfg(not(feature = "smt"))]
 pub fn verify(_: &Graph, _: &Property, _: Duration) -> Result<nncert_verify::VerifyResult> {
-    anyhow::bail!("--method smt is not available in this build (built without the `smt` feature, which needs libz3-dev)")
+    anyhow::bail!(
+        "--method smt is not available in this build (built without the `smt` feature, which needs libz3-dev)"
+    )
 }
 
 /// Writes the SMT-LIB 2 file of the property: one `(push 1)` … `(check-sat)` `(pop 1)` block per case (input
