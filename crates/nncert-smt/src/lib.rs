@@ -8,7 +8,9 @@
 //!   stable ReLUs fixed and lemmas added from sound bounds of `nncert-bounds`);
 //! - [`smtlib`]: SMT-LIB 2 text for any external solver (always built, pure Rust);
 //! - `solve` (feature `z3`): the same formula built in-process and decided by z3, with every `sat` re-executed
-//!   in f32 and f64 before it is reported.
+//!   in f32 and f64 before it is reported. z3 4.8.12 stalls (seconds to minutes, not even interruptible at
+//!   once) when more than a dozen ReLUs are left piecewise, even on tiny nets, so boxes with few free inputs
+//!   are split first until sound bounds leave few unstable ReLUs; the exported file is the unsplit formula.
 //!
 //! ## What an answer means ([`METHOD_CLASS`])
 //! z3 decides QF_LRA exactly (rational simplex, no tolerances), and the formula carries the stored weights

@@ -192,8 +192,32 @@ fn run(
     }
 }
 
-/// Solves `enc` within `deadline`.
+/// Solves `enc` within `deadline` (plus half a second of grace).
+///
+/// z3 runs on its own thread (with its own thread-local context). z3 4.8.12 sometimes ignores both its
+/// `timeout` and an interrupt for minutes (inside its rational simplex); then the answer is `timeout` on time
+/// and the thread is left to finish on its own (it holds only its copy of the formula; the process may exit
+/// under it). The price is a busy core until z3 returns.
 pub fn solve_encoding(enc: &Encoding, deadline: Instant) -> Result<CaseAnswer, SmtError> {
+    if deadline <= Instant::now() {
+        return Ok(CaseAnswer::Unknown { timeout: true });
+    }
+    let owned = enc.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("nncert-z3".into())
+        .spawn(move || {
+            let _ = tx.send(solve_encoding_here(&owned, deadline));
+        })
+        .map_err(|e| SmtError::Solver(format!("cannot start the solver thread: {e}")))?;
+    let grace = deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(500);
+    match rx.recv_timeout(grace) {
+        Ok(r) => r,
+        Err(_) => Ok(CaseAnswer::Unknown { timeout: true }),
+    }
+}
+
+fn solve_encoding_here(enc: &Encoding, deadline: Instant) -> Result<CaseAnswer, SmtError> {
     let budget = deadline.saturating_duration_since(Instant::now());
     if budget.is_zero() {
         return Ok(CaseAnswer::Unknown { timeout: true });
