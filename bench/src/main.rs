@@ -14,6 +14,17 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// Which engine answers each instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Method {
+    /// Bounds + falsifier + branch-and-bound (`nncert_verify::verify`).
+    Bab,
+    /// HiGHS on the MILP encoding (`nncert_milp`).
+    Milp,
+    /// z3 on the QF_LRA encoding (`nncert_smt`).
+    Smt,
+}
+
 #[derive(Parser, Debug)]
 #[command(about = "Run VNN-COMP suites through nncert and score the answers against truth.csv")]
 struct Args {
@@ -43,15 +54,9 @@ struct Args {
     /// Only instances whose onnx path contains this (e.g. 256x2).
     #[arg(long)]
     onnx_contains: Option<String>,
-    /// Engine: bab (bounds + falsifier + branch-and-bound, the default) or milp (HiGHS).
+    /// The engine.
     #[arg(long, value_enum, default_value = "bab")]
-    method: BenchMethod,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum BenchMethod {
-    Bab,
-    Milp,
+    method: Method,
 }
 
 struct Row {
@@ -135,17 +140,18 @@ fn run_suite(args: &Args, suite: &str, rows: &mut Vec<Row>) -> Result<()> {
                 dense_path: !args.no_dense_path,
                 ..VerifyOptions::default()
             };
-            Ok(match args.method {
-                BenchMethod::Bab => nncert_verify::verify(graph, &prop, &opts).verdict,
-                BenchMethod::Milp => {
+            match args.method {
+                Method::Bab => Ok(nncert_verify::verify(graph, &prop, &opts).verdict),
+                Method::Milp => {
                     let mopts = nncert_milp::MilpOptions {
                         timeout: opts.timeout,
                     };
-                    nncert_milp::verify_milp(graph, &prop, &mopts)?
+                    Ok(nncert_milp::verify_milp(graph, &prop, &mopts)?
                         .result
-                        .verdict
+                        .verdict)
                 }
-            })
+                Method::Smt => smt(graph, &prop, opts.timeout),
+            }
         })();
         let word = match &result {
             Ok(v) => v.word().to_string(),
@@ -171,6 +177,24 @@ fn run_suite(args: &Args, suite: &str, rows: &mut Vec<Row>) -> Result<()> {
         });
     }
     Ok(())
+}
+
+#[cfg(feature = "smt")]
+fn smt(
+    graph: &nncert_model::Graph,
+    prop: &nncert_spec::Property,
+    timeout: Duration,
+) -> Result<Verdict> {
+    let opts = nncert_smt::solve::SmtOptions {
+        timeout,
+        ..Default::default()
+    };
+    Ok(nncert_smt::solve::verify_smt(graph, prop, &opts)?.0.verdict)
+}
+
+#[cfg(not(feature = "smt"))]
+fn smt(_: &nncert_model::Graph, _: &nncert_spec::Property, _: Duration) -> Result<Verdict> {
+    bail!("--method smt needs the `smt` feature (libz3-dev)")
 }
 
 fn summary(rows: &[Row]) {

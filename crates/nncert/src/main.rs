@@ -6,6 +6,7 @@ mod empirical_cmd;
 mod io;
 mod lipschitz_cmd;
 mod milp_cmd;
+mod smt_cmd;
 mod stats_cmd;
 
 use anyhow::{Context, Result};
@@ -110,8 +111,9 @@ enum Command {
         #[arg(long, value_enum, default_value = "bab")]
         method: VerifyMethod,
     },
-    /// Write a property's verification problem for an external solver: the MILP (one model per output
-    /// disjunct, minimizing the margin; `.lp` or `.mps`) or SMT-LIB 2.
+    /// Write a property's verification problem for an external solver: `--milp OUT.lp|OUT.mps` (one model per
+    /// output disjunct, minimizing the margin) and/or `--smtlib OUT.smt2` (SMT-LIB 2, QF_LRA, exact rationals;
+    /// one (push 1) ... (check-sat) (pop 1) block per input box).
     Export {
         /// The model (.onnx or .nnet).
         model: PathBuf,
@@ -295,7 +297,11 @@ fn run(cli: Cli) -> Result<u8> {
             let result = match method {
                 VerifyMethod::Bab => None,
                 VerifyMethod::Milp => Some(milp_cmd::verify(&graph, &prop, timeout)?),
-                VerifyMethod::Smt => anyhow::bail!("--method smt is not available in this build"),
+                VerifyMethod::Smt => Some(smt_cmd::verify(
+                    &graph,
+                    &prop,
+                    Duration::from_secs_f64(timeout),
+                )?),
             };
             let mut opts = VerifyOptions {
                 timeout: Duration::from_secs_f64(timeout),
@@ -341,15 +347,15 @@ fn run(cli: Cli) -> Result<u8> {
         } => {
             if milp.is_none() && smtlib.is_none() {
                 anyhow::bail!(
-                    "nothing to export: give --milp OUT.lp|OUT.mps (or --smtlib OUT.smt2)"
+                    "nothing to export: give --milp OUT.lp|OUT.mps and/or --smtlib OUT.smt2"
                 );
-            }
-            if smtlib.is_some() {
-                anyhow::bail!("--smtlib is not available in this build");
             }
             let (graph, prop) = load_pair(&model, &property)?;
             if let Some(out) = &milp {
                 milp_cmd::export(&graph, &prop, out)?;
+            }
+            if let Some(out) = &smtlib {
+                smt_cmd::export_smtlib(&graph, &prop, &model, &property, out)?;
             }
             Ok(0)
         }

@@ -1,0 +1,80 @@
+//! `nncert verify --method smt` and `nncert export --smtlib` on the bundled toy example (known answers:
+//! robust_wide is sat, robust_narrow unsat; scripts/make_examples.py).
+
+mod common;
+
+use common::{nncert, text};
+
+#[test]
+fn smt_method_decides_the_toy_properties_and_prints_its_method_class() {
+    let wide = nncert(&[
+        "verify",
+        "examples/toy/toy.onnx",
+        "examples/toy/robust_wide.vnnlib",
+        "--method",
+        "smt",
+        "--timeout",
+        "20",
+    ]);
+    assert_eq!(wide.status.code(), Some(1), "{}", text(&wide.stderr));
+    assert!(text(&wide.stdout).starts_with("sat\n"));
+    assert!(text(&wide.stderr).contains("exact rational arithmetic"));
+    let narrow = nncert(&[
+        "verify",
+        "examples/toy/toy.onnx",
+        "examples/toy/robust_narrow.vnnlib",
+        "--method",
+        "smt",
+        "--timeout",
+        "20",
+    ]);
+    assert_eq!(narrow.status.code(), Some(0), "{}", text(&narrow.stderr));
+    assert_eq!(text(&narrow.stdout), "unsat\n");
+    assert!(
+        text(&narrow.stderr).contains("proves the real-valued network"),
+        "{}",
+        text(&narrow.stderr)
+    );
+    let milp = nncert(&[
+        "verify",
+        "examples/toy/toy.onnx",
+        "examples/toy/robust_narrow.vnnlib",
+        "--method",
+        "milp",
+    ]);
+    assert_eq!(milp.status.code(), Some(3));
+    assert!(text(&milp.stderr).contains("not available"));
+}
+
+#[test]
+fn export_writes_an_smtlib_file_with_one_block_per_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("narrow.smt2");
+    let r = nncert(&[
+        "export",
+        "examples/toy/toy.onnx",
+        "examples/toy/robust_narrow.vnnlib",
+        "--smtlib",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    let smt = std::fs::read_to_string(&out).unwrap();
+    assert!(smt.contains("(set-logic QF_LRA)"));
+    assert!(smt.contains("\n(push 1)\n") && smt.contains("\n(check-sat)\n(pop 1)\n"));
+    assert!(smt.contains("(declare-fun X_0 () Real)") && smt.contains("(declare-fun Y_0 () Real)"));
+    // Nothing to export is an error (exit 3), as is --milp in this build.
+    let none = nncert(&[
+        "export",
+        "examples/toy/toy.onnx",
+        "examples/toy/robust_narrow.vnnlib",
+    ]);
+    assert_eq!(none.status.code(), Some(3));
+    let milp = nncert(&[
+        "export",
+        "examples/toy/toy.onnx",
+        "examples/toy/robust_narrow.vnnlib",
+        "--milp",
+        dir.path().join("x.lp").to_str().unwrap(),
+    ]);
+    assert_eq!(milp.status.code(), Some(3));
+}
