@@ -8,10 +8,11 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use nncert_bench::read_csv;
 use nncert_verify::{Verdict, VerifyOptions};
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Which engine answers each instance.
@@ -68,22 +69,6 @@ struct Row {
     time: f64,
     expected: String,
     verdict: &'static str,
-}
-
-fn read_csv(path: &Path) -> Result<Vec<HashMap<String, String>>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().context("empty csv")?.split(',').collect();
-    Ok(lines
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            header
-                .iter()
-                .zip(l.split(','))
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect())
 }
 
 fn score(result: &str, expected: &str) -> &'static str {

@@ -9,9 +9,10 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use nncert_bench::read_csv;
 use nncert_verify::lipschitz::{Analyzer, Norm, global_bound};
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(Parser, Debug)]
@@ -30,22 +31,6 @@ struct Args {
     /// Print the table as Markdown.
     #[arg(long)]
     markdown: bool,
-}
-
-fn read_csv(path: &Path) -> Result<Vec<HashMap<String, String>>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().context("empty csv")?.split(',').collect();
-    Ok(lines
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            header
-                .iter()
-                .zip(l.split(','))
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect())
 }
 
 struct Row {
