@@ -47,6 +47,17 @@ pub struct DenseBounds {
     pub layers: Vec<LayerBounds>,
 }
 
+impl LayerBounds {
+    /// `max(|lower|, |upper|)` per neuron: the largest magnitude each value can take.
+    pub fn magnitude(&self) -> Vec<f64> {
+        self.lower
+            .iter()
+            .zip(&self.upper)
+            .map(|(l, u)| l.abs().max(u.abs()))
+            .collect()
+    }
+}
+
 impl DenseBounds {
     /// The output bounds.
     pub fn output(&self) -> &LayerBounds {

@@ -92,7 +92,8 @@ pub struct NodeBounds {
 }
 
 impl NodeBounds {
-    fn magnitude(&self) -> Vec<f64> {
+    /// `max(|lower|, |upper|)` per element: the largest magnitude each value can take.
+    pub fn magnitude(&self) -> Vec<f64> {
         self.lower
             .iter()
             .zip(&self.upper)

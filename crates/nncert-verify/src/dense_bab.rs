@@ -127,12 +127,7 @@ impl CaseRows {
         lower: &[f64],
         out: &LayerBounds,
     ) -> Vec<OpenDisjunct> {
-        let ymag: Vec<f64> = out
-            .lower
-            .iter()
-            .zip(&out.upper)
-            .map(|(l, u)| l.abs().max(u.abs()))
-            .collect();
+        let ymag = out.magnitude();
         let mut open = Vec::with_capacity(live.len());
         'disjuncts: for &di in live {
             let mut best: Option<(f64, usize)> = None;

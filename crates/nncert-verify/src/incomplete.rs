@@ -77,12 +77,7 @@ pub fn refute_case_detailed(
     };
     let mut split_scores = vec![0.0; graph.input_size()];
     let out = &bounds[out_id];
-    let mag: Vec<f64> = out
-        .lower
-        .iter()
-        .zip(&out.upper)
-        .map(|(l, u)| l.abs().max(u.abs()))
-        .collect();
+    let mag = out.magnitude();
     let mut r = 0;
     let refuted = case
         .output
@@ -173,12 +168,7 @@ pub fn dense_case_bounds(
             .lower
     };
     let out = bounds.output();
-    let ymag: Vec<f64> = out
-        .lower
-        .iter()
-        .zip(&out.upper)
-        .map(|(l, u)| l.abs().max(u.abs()))
-        .collect();
+    let ymag = out.magnitude();
     let mut margins = vec![Vec::new(); rows.n_disjuncts];
     let mut refuted = vec![false; rows.n_disjuncts];
     for (r, &lb) in lower.iter().enumerate() {
