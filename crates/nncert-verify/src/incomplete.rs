@@ -42,6 +42,9 @@ pub struct CaseRefutation {
     pub split_scores: Vec<f64>,
     /// The node bounds on the (ulp-widened) box, valid as a prior on every sub-box.
     pub bounds: Vec<NodeBounds>,
+    /// Per constraint, disjuncts in order: a lower bound of `c·y` over the box (before the coefficient
+    /// rounding allowance that the refutation subtracts).
+    pub lower: Vec<f64>,
 }
 
 /// [`refute_case`] plus the split scores of [`CaseRefutation`].
@@ -118,6 +121,7 @@ pub fn refute_case_detailed(
         refuted,
         split_scores,
         bounds,
+        lower,
     }
 }
 

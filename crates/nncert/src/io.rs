@@ -232,24 +232,16 @@ pub fn print_bounds(
             let res = nncert_verify::incomplete::refute_case_detailed(
                 &bounder, case, generic, None, true,
             );
-            let bounds = res.bounds;
-            let out = &bounds[graph.output_id().0];
+            let out = &res.bounds[graph.output_id().0];
             print_case(ci, case.input.dim(), (&out.lower, &out.upper));
+            // The bounds that decided the refutation, one per constraint in disjunct order.
+            let mut lower = res.lower.iter();
             for (di, d) in case.output.disjuncts.iter().enumerate() {
-                let rows: Vec<Vec<f64>> = d.constraints.iter().map(|k| k.coeffs.clone()).collect();
-                let c =
-                    ndarray::Array2::from_shape_fn((rows.len(), graph.output_size()), |(r, j)| {
-                        rows[r][j]
-                    });
-                let lower = if rows.is_empty() {
-                    vec![]
-                } else {
-                    bounder.output_lower(&c, &bounds)
-                };
-                let margins: Vec<f64> = lower
+                let margins: Vec<f64> = d
+                    .constraints
                     .iter()
-                    .zip(&d.constraints)
-                    .map(|(lb, k)| lb - k.rhs)
+                    .zip(&mut lower)
+                    .map(|(k, lb)| lb - k.rhs)
                     .collect();
                 print_disjunct(di, &margins, res.refuted[di]);
             }
