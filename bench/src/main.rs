@@ -58,6 +58,10 @@ struct Args {
     /// The engine.
     #[arg(long, value_enum, default_value = "bab")]
     method: Method,
+    /// ReLU-splitting branch-and-bound hands sub-domains with at most this many unstable ReLUs to HiGHS
+    /// (0: LP leaves only, whose refutations are certified; more: small MILPs, sound up to HiGHS tolerances).
+    #[arg(long)]
+    leaves: Option<usize>,
 }
 
 struct Row {
@@ -123,6 +127,9 @@ fn run_suite(args: &Args, suite: &str, rows: &mut Vec<Row>) -> Result<()> {
                 timeout: Duration::from_secs_f64(t),
                 seed: args.seed,
                 dense_path: !args.no_dense_path,
+                leaf_solver: args
+                    .leaves
+                    .and_then(|k| nncert_milp::leaf::leaf_solver_for(graph, &prop, k)),
                 ..VerifyOptions::default()
             };
             match args.method {

@@ -27,6 +27,7 @@
 //! ```
 
 pub mod encode;
+pub mod leaf;
 pub mod solve;
 
 use encode::{ColKind, Expr, NetEncoding, Program};
@@ -367,6 +368,7 @@ pub fn verify_milp(
             best_margin: f64::INFINITY,
             evaluations: 0,
             domains: 0,
+            leaves: Default::default(),
         },
         method_class: METHOD_CLASS.to_string(),
         margin_lower: f64::INFINITY,

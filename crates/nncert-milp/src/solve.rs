@@ -59,12 +59,8 @@ fn set(model: &mut highs::Model, name: &str, value: f64) -> Result<(), MilpError
         .map_err(|_| MilpError::Solver(format!("HiGHS refused option {name} = {value}")))
 }
 
-/// Minimizes the program's objective within `time_limit`, stopping at an absolute gap of `abs_gap`.
-pub fn minimize(
-    prog: &Program,
-    time_limit: Duration,
-    abs_gap: f64,
-) -> Result<SolveReport, MilpError> {
+/// A HiGHS model of `prog` with the time limit and the tolerances of the method class set.
+fn configured(prog: &Program, time_limit: Duration) -> Result<highs::Model, MilpError> {
     let mut model = to_model(prog, Sense::Minimise)?;
     set(&mut model, "time_limit", time_limit.as_secs_f64().max(0.01))?;
     set(
@@ -72,15 +68,25 @@ pub fn minimize(
         "primal_feasibility_tolerance",
         PRIMAL_FEASIBILITY_TOL,
     )?;
-    set(&mut model, "mip_feasibility_tolerance", INTEGRALITY_TOL)?;
-    set(&mut model, "mip_rel_gap", MIP_REL_GAP)?;
-    // The verdict needs the dual bound above τ or a point below 0, not the optimum to 10⁻⁶: stop at a gap of τ.
-    set(&mut model, "mip_abs_gap", abs_gap.max(1e-6))?;
     if std::env::var_os("NNCERT_MILP_LOG").is_some() {
         // Debugging aid: HiGHS's own log on stdout.
         let _ = model.try_set_option("output_flag", true);
         let _ = model.try_set_option("log_to_console", true);
     }
+    Ok(model)
+}
+
+/// Minimizes the program's objective within `time_limit`, stopping at an absolute gap of `abs_gap`.
+pub fn minimize(
+    prog: &Program,
+    time_limit: Duration,
+    abs_gap: f64,
+) -> Result<SolveReport, MilpError> {
+    let mut model = configured(prog, time_limit)?;
+    set(&mut model, "mip_feasibility_tolerance", INTEGRALITY_TOL)?;
+    set(&mut model, "mip_rel_gap", MIP_REL_GAP)?;
+    // The verdict needs the dual bound above τ or a point below 0, not the optimum to 10⁻⁶: stop at a gap of τ.
+    set(&mut model, "mip_abs_gap", abs_gap.max(1e-6))?;
     let solved = model
         .try_solve()
         .map_err(|s| MilpError::Solver(format!("HiGHS failed: {s:?}")))?;
@@ -160,4 +166,149 @@ pub fn write(prog: &Program, path: &Path) -> Result<(), MilpError> {
         let _ = std::fs::remove_file(&tmp);
         MilpError::Export(format!("{}: {e}", path.display()))
     })
+}
+
+/// What solving a pure LP gave, with the row multipliers a certificate needs.
+#[derive(Clone, Debug)]
+pub struct LpReport {
+    pub status: HighsModelStatus,
+    /// The solver's point and objective value, when it has a feasible one.
+    pub primal: Option<(f64, Vec<f64>)>,
+    /// HiGHS's row duals (when it reports a dual solution).
+    pub row_duals: Option<Vec<f64>>,
+    /// When HiGHS finds the LP infeasible: its dual ray (a Farkas certificate to check, see
+    /// [`certified_infeasible`]).
+    pub dual_ray: Option<Vec<f64>>,
+}
+
+/// Solves a program without integer columns and returns its point and row duals.
+///
+/// # Errors
+/// [`MilpError::Solver`] when HiGHS rejects or fails the model, or the program has integer columns.
+pub fn minimize_lp(prog: &Program, time_limit: Duration) -> Result<LpReport, MilpError> {
+    if prog.binaries() > 0 {
+        return Err(MilpError::Solver(
+            "minimize_lp was given a program with integer columns".into(),
+        ));
+    }
+    let mut model = configured(prog, time_limit)?;
+    // Without presolve HiGHS keeps a dual ray when it proves the LP infeasible (presolve may decide
+    // infeasibility without one); leaf LPs are small enough.
+    model
+        .try_set_option("presolve", "off")
+        .map_err(|_| MilpError::Solver("HiGHS refused option presolve = off".into()))?;
+    let solved = model
+        .try_solve()
+        .map_err(|s| MilpError::Solver(format!("HiGHS failed: {s:?}")))?;
+    let status = solved.status();
+    let dual_ray = (status == HighsModelStatus::Infeasible)
+        .then(|| {
+            let mut has_ray: highs_sys::HighsInt = 0;
+            let mut ray = vec![0.0; prog.rows.len()];
+            // SAFETY: the pointer is the live HiGHS instance of `solved`, and `ray` has one entry per row, as
+            // Highs_getDualRay requires.
+            let status = unsafe {
+                highs_sys::Highs_getDualRay(solved.as_ptr(), &mut has_ray, ray.as_mut_ptr())
+            };
+            (status == highs_sys::kHighsStatusOk && has_ray != 0).then_some(ray)
+        })
+        .flatten();
+    let solution = solved.get_solution();
+    let primal = (solved.primal_solution_status() == HighsSolutionStatus::Feasible)
+        .then(|| (solved.objective_value(), solution.columns().to_vec()));
+    // Any multipliers give a valid certificate (a poor one at worst), so the duals need no status check.
+    let row_duals =
+        (solution.dual_rows().len() == prog.rows.len()).then(|| solution.dual_rows().to_vec());
+    Ok(LpReport {
+        status,
+        primal,
+        row_duals,
+        dual_ray,
+    })
+}
+
+/// True when the row multipliers `ray` prove, rigorously in floating point, that `prog`'s LP relaxation has no
+/// feasible point: with the objective taken as 0, [`certified_lower_bound`] is then above 0 (a Farkas
+/// certificate checked with explicit rounding-error terms). Either sign of `ray` is tried.
+pub fn certified_infeasible(prog: &Program, ray: &[f64]) -> bool {
+    let neg: Vec<f64> = ray.iter().map(|v| -v).collect();
+    safe_bound(prog, ray, false) > 0.0 || safe_bound(prog, &neg, false) > 0.0
+}
+
+/// A lower bound on the minimum of `prog`'s objective over its LP relaxation, rigorous in floating point, from
+/// any row multipliers `y` (the Neumaier–Shcherbina safe bound): for every feasible `x`,
+/// `cost·x = y·(A x) + (cost − Aᵀy)·x ≥ Σ_r min over the row's range of y_r·(A x)_r + Σ_j min over the column's
+/// range of d_j·x_j`. Any `y` gives a valid bound (a good one comes from the LP's optimal duals); the
+/// reduced costs `d` are enclosed with an a-priori error term `γ_n·Σ|terms|`, and the final sum is rounded
+/// down the same way. `−∞` when a needed column bound is infinite.
+pub fn certified_lower_bound(prog: &Program, y: &[f64]) -> f64 {
+    safe_bound(prog, y, true)
+}
+
+/// The safe bound of [`certified_lower_bound`], with the objective or with 0 (`with_cost = false`).
+fn safe_bound(prog: &Program, y: &[f64], with_cost: bool) -> f64 {
+    // γ_n with a factor 2 of slack that also covers the rounding of the error terms themselves.
+    let gamma = |n: usize| 2.0 * nncert_bounds::gamma(n + 2);
+    // Multipliers whose row has no bound on the side they need contribute −∞: drop them (y_r = 0 is valid).
+    let y: Vec<f64> = prog
+        .rows
+        .iter()
+        .zip(y)
+        .map(|(r, &v)| {
+            let usable = if v > 0.0 {
+                r.lower.is_finite()
+            } else {
+                r.upper.is_finite()
+            };
+            if usable && v.is_finite() { v } else { 0.0 }
+        })
+        .collect();
+    let n = prog.cols.len();
+    let mut d: Vec<f64> = prog
+        .cols
+        .iter()
+        .map(|c| if with_cost { c.cost } else { 0.0 })
+        .collect();
+    let mut mag: Vec<f64> = d.iter().map(|v| v.abs()).collect();
+    let mut count = vec![1usize; n];
+    let mut terms: Vec<f64> = Vec::with_capacity(n + prog.rows.len());
+    for (r, &yr) in prog.rows.iter().zip(&y) {
+        if yr == 0.0 {
+            continue;
+        }
+        for &(c, a) in &r.terms {
+            let p = a * yr;
+            d[c] -= p;
+            mag[c] += p.abs();
+            count[c] += 1;
+        }
+        terms.push(if yr > 0.0 { yr * r.lower } else { yr * r.upper });
+    }
+    for (j, col) in prog.cols.iter().enumerate() {
+        let e = gamma(count[j]) * mag[j];
+        let (dl, dh) = (d[j] - e, d[j] + e);
+        if dl == 0.0 && dh == 0.0 {
+            continue;
+        }
+        if !(col.lower.is_finite() && col.upper.is_finite()) {
+            return f64::NEG_INFINITY;
+        }
+        let t = [
+            dl * col.lower,
+            dl * col.upper,
+            dh * col.lower,
+            dh * col.upper,
+        ]
+        .into_iter()
+        .fold(f64::INFINITY, f64::min);
+        terms.push(t);
+    }
+    let sum: f64 = terms.iter().sum();
+    let abs: f64 = terms.iter().map(|t| t.abs()).sum();
+    let bound = sum - gamma(terms.len()) * abs - f64::MIN_POSITIVE;
+    if bound.is_nan() {
+        f64::NEG_INFINITY
+    } else {
+        bound
+    }
 }

@@ -308,3 +308,187 @@ fn export_writes_lp_and_mps() {
     assert!(nncert_milp::export(&g, &p, &dir.join("m.txt")).is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A random LP `lo ≤ A x ≤ up`, `x ∈ box`, built around a point `x0` that satisfies every row exactly (rows
+/// get slack ≥ 0 on both sides, some one-sided), so `x0` is feasible without any tolerance.
+fn random_lp(rng: &mut Rng, n: usize, m: usize) -> (nncert_milp::encode::Program, Vec<f64>) {
+    use nncert_milp::encode::{ColKind, Program, RowSpec};
+    let mut prog = Program::default();
+    let x0: Vec<f64> = (0..n).map(|_| f64::from(rng.sym())).collect();
+    for (i, &v) in x0.iter().enumerate() {
+        let c = prog.add_col(
+            v - rng.next() - 0.1,
+            v + rng.next() + 0.1,
+            false,
+            ColKind::Input(i),
+        );
+        prog.cols[c].cost = f64::from(rng.sym());
+    }
+    for _ in 0..m {
+        let mut terms: Vec<(usize, f64)> = Vec::new();
+        for j in 0..n {
+            if rng.next() < 0.7 {
+                terms.push((j, f64::from(rng.sym())));
+            }
+        }
+        let v: f64 = terms.iter().map(|&(j, a)| a * x0[j]).sum();
+        // Slack well above the rounding of `v`, so x0 satisfies the row in exact arithmetic too.
+        let (lo, up) = match rng.next() {
+            p if p < 0.3 => (v - 0.1 * rng.next() - 1e-9, f64::INFINITY),
+            p if p < 0.6 => (f64::NEG_INFINITY, v + 0.1 * rng.next() + 1e-9),
+            _ => (v - 0.1 * rng.next() - 1e-9, v + 0.1 * rng.next() + 1e-9),
+        };
+        prog.rows.push(RowSpec {
+            lower: lo,
+            upper: up,
+            terms,
+        });
+    }
+    (prog, x0)
+}
+
+/// The safe LP bound (Neumaier–Shcherbina) from HiGHS's duals is within 1e-6 of the optimum and never above
+/// it; from arbitrary multipliers it is still below the objective at a point feasible in exact arithmetic.
+#[test]
+fn certified_lp_bounds_are_tight_from_duals_and_valid_from_any_multipliers() {
+    use nncert_milp::solve::{certified_lower_bound, minimize_lp};
+    let mut rng = Rng(0x5eed_1eaf);
+    let mut tight = 0;
+    for trial in 0..60 {
+        let (n, m) = (2 + trial % 7, 1 + trial % 9);
+        let (prog, x0) = random_lp(&mut rng, n, m);
+        let cost_at_x0: f64 = prog.cols.iter().zip(&x0).map(|(c, v)| c.cost * v).sum();
+        let rep = minimize_lp(&prog, Duration::from_secs(5)).unwrap();
+        let (opt, _) = rep.primal.clone().expect("the LP is feasible (x0)");
+        assert!(
+            opt <= cost_at_x0 + 1e-6,
+            "trial {trial}: optimum {opt} above x0's {cost_at_x0}"
+        );
+        let y = rep.row_duals.expect("HiGHS reports row duals");
+        let neg: Vec<f64> = y.iter().map(|v| -v).collect();
+        let lb = certified_lower_bound(&prog, &y).max(certified_lower_bound(&prog, &neg));
+        assert!(
+            lb <= opt + 1e-7,
+            "trial {trial}: certified {lb} above the optimum {opt}"
+        );
+        if lb >= opt - 1e-6 {
+            tight += 1;
+        }
+        for _ in 0..20 {
+            let r: Vec<f64> = (0..m).map(|_| 3.0 * f64::from(rng.sym())).collect();
+            let b = certified_lower_bound(&prog, &r);
+            assert!(
+                b <= cost_at_x0,
+                "trial {trial}: bound {b} from random multipliers above the objective {cost_at_x0} at a \
+                 feasible point"
+            );
+        }
+    }
+    assert!(
+        tight >= 55,
+        "only {tight}/60 certified bounds within 1e-6 of the LP optimum"
+    );
+}
+
+/// An infeasible LP is certified infeasible from HiGHS's dual ray; a feasible one never is, whatever the
+/// multipliers.
+#[test]
+fn farkas_certificates_check_only_for_infeasible_lps() {
+    use nncert_milp::encode::{ColKind, Program, RowSpec};
+    use nncert_milp::solve::{certified_infeasible, minimize_lp};
+    let mut prog = Program::default();
+    for i in 0..3 {
+        prog.add_col(0.0, 1.0, false, ColKind::Input(i));
+    }
+    // x0 + x1 + x2 >= 3.5 cannot hold with every x_i <= 1.
+    prog.rows.push(RowSpec {
+        lower: 3.5,
+        upper: f64::INFINITY,
+        terms: vec![(0, 1.0), (1, 1.0), (2, 1.0)],
+    });
+    prog.rows.push(RowSpec {
+        lower: f64::NEG_INFINITY,
+        upper: 0.5,
+        terms: vec![(0, 1.0), (1, -1.0)],
+    });
+    let rep = minimize_lp(&prog, Duration::from_secs(5)).unwrap();
+    assert_eq!(rep.status, highs::HighsModelStatus::Infeasible);
+    let ray = rep
+        .dual_ray
+        .expect("HiGHS gives a dual ray for an infeasible LP");
+    assert!(
+        certified_infeasible(&prog, &ray),
+        "ray {ray:?} not accepted"
+    );
+    let mut rng = Rng(0xfa4c);
+    for trial in 0..40 {
+        let (prog, _) = random_lp(&mut rng, 3 + trial % 5, 2 + trial % 6);
+        for _ in 0..20 {
+            let r: Vec<f64> = (0..prog.rows.len())
+                .map(|_| 5.0 * f64::from(rng.sym()))
+                .collect();
+            assert!(
+                !certified_infeasible(&prog, &r),
+                "trial {trial}: a feasible LP 'certified' infeasible"
+            );
+        }
+    }
+}
+
+/// ReLU-splitting branch-and-bound with HiGHS leaves (LP only, and small MILPs) never contradicts the MILP
+/// engine on random networks with 20 varying inputs; LP-only leaves never claim a tolerance-level proof.
+#[test]
+fn relu_split_with_leaf_solver_agrees_with_the_milp_engine() {
+    use nncert_verify::{VerifyOptions, verify};
+    let mut rng = Rng(0x1eaf_0b0b);
+    let (mut calls, mut decided_leaves, mut compared) = (0, 0, 0);
+    for trial in 0..24 {
+        let g = dense(&mut rng, 20, 10, 3, false);
+        let p = property(&mut rng, &g, 0.15 + 0.05 * (trial % 4) as f64, 2, 0.3);
+        let milp = verify_milp(
+            &g,
+            &p,
+            &MilpOptions {
+                timeout: Duration::from_secs(20),
+            },
+        )
+        .unwrap();
+        for k in [0usize, 10] {
+            let opts = VerifyOptions {
+                timeout: Duration::from_secs(4),
+                leaf_solver: nncert_milp::leaf::leaf_solver_for(&g, &p, k),
+                ..VerifyOptions::default()
+            };
+            assert!(opts.leaf_solver.is_some());
+            let r = verify(&g, &p, &opts);
+            calls += r.leaves.calls;
+            decided_leaves +=
+                r.leaves.refuted_rigorous + r.leaves.refuted_tolerance + r.leaves.counterexamples;
+            if k == 0 {
+                assert_eq!(
+                    r.leaves.refuted_tolerance, 0,
+                    "trial {trial}: LP leaves gave a tolerance proof"
+                );
+                if let Verdict::Unsat { method } = &r.verdict {
+                    assert!(method.contains("sound under floating point"), "{method}");
+                }
+            }
+            let (a, b) = (r.verdict.word(), milp.result.verdict.word());
+            if matches!(a, "sat" | "unsat") && matches!(b, "sat" | "unsat") {
+                compared += 1;
+                assert_eq!(
+                    a, b,
+                    "trial {trial}, leaves ≤ {k}: branch-and-bound says {a}, MILP {b}"
+                );
+            }
+            if let Verdict::Sat(c) = &r.verdict {
+                assert!(c.margin_f64 <= 0.0 && c.margin_f32 <= 0.0);
+            }
+        }
+    }
+    assert!(compared >= 30, "only {compared} decided pairs to compare");
+    assert!(calls > 0, "no sub-domain reached the leaf solver");
+    eprintln!(
+        "leaf solver: {calls} calls, {decided_leaves} decided; {compared} verdict pairs compared"
+    );
+}

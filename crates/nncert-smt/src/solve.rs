@@ -277,6 +277,7 @@ pub fn verify_smt(
         best_margin: margin,
         evaluations: 0,
         domains: 0,
+        leaves: Default::default(),
     };
     let mut undecided_timeout = false;
     let mut undecided = false;

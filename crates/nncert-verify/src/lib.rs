@@ -21,6 +21,7 @@ pub mod dense_bab;
 pub mod dense_relu_bab;
 pub mod falsify;
 pub mod incomplete;
+pub mod leaf;
 pub mod lipschitz;
 
 pub use check::Counterexample;
@@ -75,6 +76,9 @@ pub struct VerifyOptions {
     /// Use the dense fast path ([`nncert_bounds::dense`], [`dense_bab`]) for feed-forward ReLU networks.
     /// Off, such networks go through the generic CROWN engine like any other (for comparison and testing).
     pub dense_path: bool,
+    /// An exact solver for the small sub-problems of ReLU-splitting branch-and-bound ([`leaf`]); `None`: the
+    /// search bounds only (and leaves whose every ReLU is fixed stay undecided).
+    pub leaf_solver: Option<std::sync::Arc<dyn leaf::LeafSolver>>,
 }
 
 impl Default for VerifyOptions {
@@ -84,6 +88,7 @@ impl Default for VerifyOptions {
             seed: 0,
             memory_limit: default_memory_limit(),
             dense_path: true,
+            leaf_solver: None,
         }
     }
 }
@@ -110,6 +115,8 @@ pub struct VerifyResult {
     pub evaluations: u64,
     /// Sub-domains bounded by branch-and-bound (0 when it did not run).
     pub domains: u64,
+    /// What the leaf solver of ReLU-splitting branch-and-bound did (all zero without one).
+    pub leaves: dense_relu_bab::LeafStats,
 }
 
 /// Runs the engines available on `property` within `options.timeout`.
@@ -124,6 +131,7 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
             best_margin: f64::INFINITY,
             evaluations: 0,
             domains: 0,
+            leaves: Default::default(),
         };
     }
     let dense =
@@ -167,6 +175,7 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
             best_margin,
             evaluations: 0,
             domains: 0,
+            leaves: Default::default(),
         };
     }
     let deadline = start + options.timeout;
@@ -207,6 +216,7 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
         None => Verdict::Timeout,
     };
     let mut bab_domains = 0;
+    let mut leaf_stats = dense_relu_bab::LeafStats::default();
     // The search: input splitting when few inputs vary, else ReLU splitting (dense nets only).
     let relu_split = !small_input && dense.is_some();
     if verdict == Verdict::Timeout && (small_input || relu_split) {
@@ -220,7 +230,16 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
                 // A ReLU-split domain holds its own (clamped) copy of every layer's bounds.
                 let per_domain = 16 * (net.hidden_neurons() + net.output_size()) + 128;
                 let max_open = (options.memory_limit / per_domain).max(1);
-                dense_relu_bab::relu_split_dense(net, graph, property, bab_deadline, max_open)
+                let (outcome, stats) = dense_relu_bab::relu_split_dense(
+                    net,
+                    graph,
+                    property,
+                    bab_deadline,
+                    max_open,
+                    options.leaf_solver.as_deref(),
+                );
+                leaf_stats = stats;
+                outcome
             }
             None => {
                 // A generic sub-box keeps every node's bounds as its prior.
@@ -236,10 +255,25 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
         };
         match bab_outcome {
             bab::BabOutcome::Proved { domains } => {
+                let leaves = match &options.leaf_solver {
+                    Some(s) if leaf_stats.calls > 0 => format!(
+                        "; {} leaves closed by {} ({} rigorously, {} up to solver tolerances)",
+                        leaf_stats.refuted_rigorous + leaf_stats.refuted_tolerance,
+                        s.describe(),
+                        leaf_stats.refuted_rigorous,
+                        leaf_stats.refuted_tolerance
+                    ),
+                    _ => String::new(),
+                };
+                let soundness = if leaf_stats.refuted_tolerance > 0 {
+                    "sound in real arithmetic up to the leaf solver's tolerances"
+                } else {
+                    "sound under floating point: explicit rounding-error terms"
+                };
                 verdict = Verdict::Unsat {
                     method: format!(
-                        "{}-splitting branch-and-bound with {} bounds ({domains} sub-domains; sound under \
-                         floating point: explicit rounding-error terms)",
+                        "{}-splitting branch-and-bound with {} bounds ({domains} sub-domains{leaves}; \
+                         {soundness})",
                         if relu_split { "ReLU" } else { "input" },
                         if dense.is_some() {
                             "forward/backward linear-relaxation (dense path)"
@@ -267,6 +301,7 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
         best_margin: outcome.best_margin,
         evaluations: outcome.evaluations,
         domains: bab_domains,
+        leaves: leaf_stats,
     }
 }
 

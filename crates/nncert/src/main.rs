@@ -8,20 +8,15 @@ mod lipschitz_cmd;
 mod milp_cmd;
 mod smt_cmd;
 mod stats_cmd;
+mod verify_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use nncert_verify::{Verdict, VerifyOptions};
+use nncert_verify::VerifyOptions;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum VerifyMethod {
-    Bab,
-    Milp,
-    Smt,
-}
+use verify_cmd::VerifyMethod;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -110,6 +105,16 @@ enum Command {
         /// Method: bab (bounds + falsifier + branch-and-bound, the default), milp (HiGHS) or smt (z3).
         #[arg(long, value_enum, default_value = "bab")]
         method: VerifyMethod,
+        /// With --method bab on wide ReLU networks (ReLU splitting): hand sub-domains with at most N unstable
+        /// ReLUs to HiGHS. N = 0: LP leaves only (every ReLU fixed), refutations certified from the LP duals
+        /// with rounding-error terms, so proofs stay sound under floating point. N > 0: also small MILPs, whose
+        /// refutations hold up to HiGHS's tolerances (the verdict then says so).
+        #[arg(long, value_name = "N")]
+        leaves: Option<usize>,
+        /// Also write the result as a JSON evidence record here (verdict, method and its class, counterexample,
+        /// budget, SHA-256 of the model and property), written atomically.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
     },
     /// Write a property's verification problem for an external solver: `--milp OUT.lp|OUT.mps` (one model per
     /// output disjunct, minimizing the margin) and/or `--smtlib OUT.smt2` (SMT-LIB 2, QF_LRA, exact rationals;
@@ -289,11 +294,28 @@ fn run(cli: Cli) -> Result<u8> {
             seed,
             memory_limit_mb,
             method,
+            leaves,
+            json,
         } => {
             if !(timeout.is_finite() && timeout > 0.0) {
                 anyhow::bail!("--timeout must be a positive number of seconds, got {timeout}");
             }
+            let started_utc = nncert_report::audit::now_utc();
             let (graph, prop) = load_pair(&model, &property)?;
+            let mut opts = VerifyOptions {
+                timeout: Duration::from_secs_f64(timeout),
+                seed,
+                ..VerifyOptions::default()
+            };
+            if let Some(mb) = memory_limit_mb {
+                opts.memory_limit = mb.saturating_mul(1 << 20);
+            }
+            if let Some(k) = leaves {
+                if method != VerifyMethod::Bab {
+                    anyhow::bail!("--leaves applies to --method bab");
+                }
+                opts.leaf_solver = milp_cmd::leaf_solver(&graph, &prop, k)?;
+            }
             let result = match method {
                 VerifyMethod::Bab => None,
                 VerifyMethod::Milp => Some(milp_cmd::verify(&graph, &prop, timeout)?),
@@ -303,39 +325,27 @@ fn run(cli: Cli) -> Result<u8> {
                     Duration::from_secs_f64(timeout),
                 )?),
             };
-            let mut opts = VerifyOptions {
-                timeout: Duration::from_secs_f64(timeout),
-                seed,
-                ..VerifyOptions::default()
-            };
-            if let Some(mb) = memory_limit_mb {
-                opts.memory_limit = mb.saturating_mul(1 << 20);
-            }
             let result = result.unwrap_or_else(|| nncert_verify::verify(&graph, &prop, &opts));
             let text = nncert_verify::vnncomp_result(&result.verdict);
             if let Some(path) = &result_file {
                 io::write_atomically(path, text.as_bytes())?;
             }
             print!("{text}");
-            match &result.verdict {
-                Verdict::Sat(c) => eprintln!(
-                    "counterexample in case {} checked: margin {:.3e} (f32), {:.3e} (f64); {:.2} s",
-                    c.case,
-                    c.margin_f32,
-                    c.margin_f64,
-                    result.elapsed.as_secs_f64()
-                ),
-                Verdict::Unsat { method } => {
-                    eprintln!("proved by {method}; {:.2} s", result.elapsed.as_secs_f64())
-                }
-                Verdict::Unknown | Verdict::Timeout => eprintln!(
-                    "neither proved nor refuted in {:.2} s ({} sub-domains bounded, {} model evaluations, \
-                     best margin {:.4e})",
-                    result.elapsed.as_secs_f64(),
-                    result.domains,
-                    result.evaluations,
-                    result.best_margin
-                ),
+            let class = verify_cmd::method_class(method, &graph, &prop, &opts, &result);
+            verify_cmd::print_summary(&class, &result);
+            if let Some(path) = &json {
+                verify_cmd::write_record(
+                    path,
+                    &verify_cmd::RunRecord {
+                        model: &model,
+                        property: &property,
+                        method,
+                        class: &class,
+                        opts: &opts,
+                        result: &result,
+                        started_utc,
+                    },
+                )?;
             }
             Ok(result.verdict.exit_code() as u8)
         }

@@ -15,7 +15,6 @@ pub fn verify(graph: &Graph, prop: &Property, timeout: f64) -> Result<VerifyResu
         timeout: std::time::Duration::from_secs_f64(timeout),
     };
     let out = nncert_milp::verify_milp(graph, prop, &opts)?;
-    eprintln!("method class: {}", out.method_class);
     eprintln!("{}", out.summary());
     Ok(out.result)
 }
@@ -31,6 +30,32 @@ pub fn export(graph: &Graph, prop: &Property, out: &Path) -> Result<()> {
         "each model minimizes the column `margin`: the property is violated iff some model's optimum is <= 0"
     );
     Ok(())
+}
+
+/// The HiGHS leaf solver for ReLU-splitting branch-and-bound (`verify --leaves N`); `None` with a note when the
+/// network is not a feed-forward ReLU network (the search then runs without one).
+#[cfg(feature = "milp")]
+pub fn leaf_solver(
+    graph: &Graph,
+    prop: &Property,
+    max_unstable: usize,
+) -> Result<Option<std::sync::Arc<dyn nncert_verify::leaf::LeafSolver>>> {
+    let solver = nncert_milp::leaf::leaf_solver_for(graph, prop, max_unstable);
+    if solver.is_none() {
+        eprintln!(
+            "note: --leaves needs a feed-forward ReLU network; running without a leaf solver"
+        );
+    }
+    Ok(solver)
+}
+
+#[cfg(not(feature = "milp"))]
+pub fn leaf_solver(
+    _: &Graph,
+    _: &Property,
+    _: usize,
+) -> Result<Option<std::sync::Arc<dyn nncert_verify::leaf::LeafSolver>>> {
+    anyhow::bail!("--leaves is not available: nncert was built without the `milp` feature (HiGHS)")
 }
 
 #[cfg(not(feature = "milp"))]

@@ -14,7 +14,6 @@ pub fn verify(
     prop: &Property,
     timeout: Duration,
 ) -> Result<nncert_verify::VerifyResult> {
-    eprintln!("method class: {}", nncert_smt::METHOD_CLASS);
     let opts = nncert_smt::solve::SmtOptions {
         timeout,
         ..Default::default()
