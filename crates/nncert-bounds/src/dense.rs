@@ -169,21 +169,25 @@ pub struct DenseReluNet {
 }
 
 impl DenseReluNet {
-    /// Recognizes `Input → (Reshape)* → Linear → (Relu → Linear)*` with every intermediate value used once.
-    /// Returns `None` for any other graph (the generic [`crate::Bounder`] handles those).
+    /// Recognizes `Input → (Reshape)* → Linear → (Relu → Linear)* (→ Relu)?` with every intermediate value
+    /// used once. A ReLU on the outputs becomes a hidden layer followed by an identity layer (exact: the
+    /// identity's products and sums are exact in floating point). Returns `None` for any other graph (the
+    /// generic [`crate::Bounder`] handles those).
     pub fn from_graph(graph: &Graph) -> Option<Self> {
         let uses = graph.use_counts();
-        let mut linears = Vec::new();
+        // `None`: the identity layer standing for an output ReLU.
+        let mut linears: Vec<Option<&nncert_model::ir::Linear>> = Vec::new();
         let mut id = graph.output_id();
         let mut expect_linear = true;
         loop {
             let node = graph.node(id);
             match (&node.op, expect_linear) {
                 (Op::Linear(lin), true) => {
-                    linears.push(lin);
+                    linears.push(Some(lin));
                     expect_linear = false;
                 }
                 (Op::Relu, false) => expect_linear = true,
+                (Op::Relu, true) if linears.is_empty() => linears.push(None),
                 (Op::Reshape, _) => {}
                 (Op::Input, false) => break,
                 _ => return None,
@@ -198,15 +202,21 @@ impl DenseReluNet {
         let mut prev = n_in;
         let mut layers = Vec::with_capacity(linears.len());
         for lin in linears {
-            let w = lin.weight.mapv(f64::from).as_standard_layout().into_owned();
+            let (w, b) = match lin {
+                Some(lin) => {
+                    let w = lin.weight.mapv(f64::from).as_standard_layout().into_owned();
+                    let b = match &lin.bias {
+                        Some(b) => b.iter().map(|&v| f64::from(v)).collect(),
+                        None => vec![0.0; w.nrows()],
+                    };
+                    (w, b)
+                }
+                None => (ndarray::Array2::eye(prev), vec![0.0; prev]),
+            };
             if w.ncols() != prev {
                 return None;
             }
             prev = w.nrows();
-            let b = match &lin.bias {
-                Some(b) => b.iter().map(|&v| f64::from(v)).collect(),
-                None => vec![0.0; w.nrows()],
-            };
             layers.push(DenseLayer {
                 w_pos: w.mapv(|v| v.max(0.0)),
                 w_neg: w.mapv(|v| v.min(0.0)),

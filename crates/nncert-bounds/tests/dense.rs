@@ -27,6 +27,11 @@ fn random_mlp(rng: &mut ChaCha8Rng) -> (Vec<Layer>, Graph) {
 
 /// A random MLP with `n_in` inputs (above `FORWARD_MAX_INPUTS`, the wide-input path is taken).
 fn random_mlp_with_inputs(rng: &mut ChaCha8Rng, n_in: usize) -> (Vec<Layer>, Graph) {
+    random_mlp_ending(rng, n_in, false)
+}
+
+/// A random MLP; with `output_relu`, a ReLU on its outputs too.
+fn random_mlp_ending(rng: &mut ChaCha8Rng, n_in: usize, output_relu: bool) -> (Vec<Layer>, Graph) {
     let mut b = GraphBuilder::new("x", vec![1, n_in]);
     let mut cur = b.input_id();
     let mut width = n_in;
@@ -47,7 +52,7 @@ fn random_mlp_with_inputs(rng: &mut ChaCha8Rng, n_in: usize) -> (Vec<Layer>, Gra
             bias: Some(bias),
         });
         cur = b.push(format!("fc{k}"), op, vec![cur], None).unwrap();
-        if k + 1 < depth {
+        if k + 1 < depth || output_relu {
             cur = b
                 .push(format!("relu{k}"), Op::Relu, vec![cur], None)
                 .unwrap();
@@ -157,6 +162,54 @@ fn samples_lie_inside_dense_bounds() {
         }
     }
     assert!(checked > 100_000, "only {checked} values checked");
+}
+
+/// A ReLU on the outputs becomes a hidden layer plus an exact identity layer: the last layer's bounds and the
+/// objective bound hold for the ReLU'd outputs at sampled points (both input regimes).
+#[test]
+fn output_relu_is_bounded_soundly_as_an_identity_layer() {
+    let mut rng = ChaCha8Rng::seed_from_u64(23);
+    let mut checked = 0usize;
+    for i in 0..80 {
+        let n_in = if i % 2 == 0 {
+            rng.random_range(1..7)
+        } else {
+            rng.random_range(FORWARD_MAX_INPUTS + 1..FORWARD_MAX_INPUTS + 30)
+        };
+        let (layers, graph) = random_mlp_ending(&mut rng, n_in, true);
+        let net =
+            DenseReluNet::from_graph(&graph).expect("a ReLU MLP with an output ReLU is dense");
+        assert_eq!(net.output_size(), layers.last().unwrap().0.nrows());
+        let bx = random_box(&mut rng, n_in);
+        let bounds = net
+            .bound_boxes(std::slice::from_ref(&bx), &[None])
+            .remove(0);
+        assert_eq!(bounds.layers.len(), layers.len() + 1);
+        let c = Array2::from_shape_fn((2, net.output_size()), |_| rng.random_range(-1.0..1.0));
+        let (lower, _) = net.objective_lower(&bx, &bounds, c.view());
+        for s in 0..300 {
+            let x = sample(&mut rng, &bx, s % 3 == 0);
+            let y: Vec<f64> = trace(&layers, &x)
+                .last()
+                .unwrap()
+                .iter()
+                .map(|v| v.max(0.0))
+                .collect();
+            let out = bounds.layers.last().unwrap();
+            for (j, v) in y.iter().enumerate() {
+                assert!(
+                    out.lower[j] <= *v && *v <= out.upper[j],
+                    "output {j}: {v} outside"
+                );
+                checked += 1;
+            }
+            for (r, row) in c.rows().into_iter().enumerate() {
+                let v: f64 = row.iter().zip(&y).map(|(a, b)| a * b).sum();
+                assert!(lower[r] <= v, "objective {r}: {v} below bound {}", lower[r]);
+            }
+        }
+    }
+    assert!(checked > 10_000);
 }
 
 #[test]

@@ -224,7 +224,9 @@ impl LeafSolver for MilpLeafSolver {
         let Some(case) = leaf.property.cases.get(leaf.case) else {
             return LeafAnswer::Unknown;
         };
-        if leaf.case >= self.case_bounds.len() || leaf.layers.len() != self.linear_ids.len() {
+        // A network with a ReLU on its outputs has one more (identity) layer than Linear nodes: its bounds are
+        // the output ReLU's, which the encoding derives itself.
+        if leaf.case >= self.case_bounds.len() || leaf.layers.len() < self.linear_ids.len() {
             return LeafAnswer::Unknown;
         }
         let Some(bounds) = self.leaf_bounds(leaf) else {

@@ -160,7 +160,7 @@ fn case_bounds(
             .map(|(i, _)| i)
             .collect();
         if let Some(db) = db.first()
-            && db.layers.len() == linear_ids.len()
+            && db.layers.len() >= linear_ids.len()
         {
             for (layer, &id) in db.layers.iter().zip(&linear_ids) {
                 let b = &mut bounds[id];

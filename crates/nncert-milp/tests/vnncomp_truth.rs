@@ -2,7 +2,9 @@
 //! MNIST 256x2 (chosen among those the MILP decides in a few seconds on two cores, so the suite stays fast;
 //! the bench harness runs the whole suites). A decided answer must equal the truth, every `sat` must re-check,
 //! and on `unsat` the margin lower bound must be positive (`random_nets.rs` compares margins with the sound
-//! bounds). Reads `$NNCERT_BENCHMARKS` (default `../shared/benchmarks`);
+//! bounds). On every decided instance the MILP's margins must also agree, to the solver tolerance, with the
+//! other engines': its lower bound no higher than the falsifier's best point, its solver point's margin no
+//! lower than the sound (dense-path CROWN) lower bound. Reads `$NNCERT_BENCHMARKS` (default `../shared/benchmarks`);
 //! skipped, loudly, when absent.
 
 use nncert_milp::{MilpOptions, verify_milp};
@@ -115,6 +117,9 @@ fn run(suite: &str, ids: &[&str], budget: f64, min_decided: usize) {
             }
             Verdict::Unknown | Verdict::Timeout => {}
         }
+        if matches!(out.result.verdict, Verdict::Sat(_) | Verdict::Unsat { .. }) {
+            check_margins_agree(graph, &prop, &out, &format!("{suite}/{id}"));
+        }
     }
     eprintln!(
         "{suite}: {decided}/{} instance(s) decided in {:.1} s",
@@ -124,6 +129,46 @@ fn run(suite: &str, ids: &[&str], budget: f64, min_decided: usize) {
     assert!(
         decided >= min_decided,
         "{suite}: only {decided} decided, expected at least {min_decided}"
+    );
+}
+
+/// The MILP's margin interval against the falsifier (an upper bound on the true minimum) and the sound bounds
+/// (a lower bound on it), both from `nncert-verify`.
+fn check_margins_agree(
+    graph: &nncert_model::Graph,
+    prop: &nncert_spec::Property,
+    out: &nncert_milp::MilpOutcome,
+    label: &str,
+) {
+    let tol = 10.0 * out.tolerance.max(1e-5);
+    let cfg = nncert_verify::falsify::FalsifierConfig {
+        max_rounds: Some(4),
+        ..nncert_verify::falsify::FalsifierConfig::new(1, Instant::now() + Duration::from_secs(2))
+    };
+    let sampled = nncert_verify::falsify::falsify(graph, prop, &cfg).best_margin;
+    assert!(
+        out.margin_lower <= sampled + tol,
+        "{label}: MILP lower bound {} above the margin {sampled} of a sampled point",
+        out.margin_lower
+    );
+    let Some(net) = nncert_bounds::dense::DenseReluNet::from_graph(graph) else {
+        return;
+    };
+    // The property's margin is min over cases and disjuncts of max over constraints of (c·y − rhs).
+    let sound_lower = prop
+        .cases
+        .iter()
+        .flat_map(|case| nncert_verify::incomplete::dense_case_bounds(&net, case, 0).margins)
+        .map(|d| d.into_iter().fold(f64::NEG_INFINITY, f64::max))
+        .fold(f64::INFINITY, f64::min);
+    assert!(
+        out.margin_upper >= sound_lower - tol,
+        "{label}: MILP point margin {} below the sound lower bound {sound_lower}",
+        out.margin_upper
+    );
+    eprintln!(
+        "{label}: margins agree: sound bound {sound_lower:.4e} <= MILP [{:.4e}, {:.4e}], falsifier {sampled:.4e}",
+        out.margin_lower, out.margin_upper
     );
 }
 
