@@ -118,13 +118,14 @@ pub fn method_class(
 /// Prints the method class and the verdict's figures on stderr.
 pub fn print_summary(class: &MethodClass, result: &VerifyResult) {
     eprintln!(
-        "method class: {}, {}{}",
+        "method class: {}, {}{}: {}",
         word(&class.completeness),
         word(&class.soundness),
         class
             .tolerances
             .map(|t| format!(" ({t})"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        class.statement
     );
     match &result.verdict {
         Verdict::Sat(c) => eprintln!(

@@ -91,3 +91,64 @@ fn export_writes_an_smtlib_file_with_one_block_per_case() {
         .collect();
     assert!(lp.contains("min") && lp.contains("margin"), "{lp}");
 }
+
+/// `verify --json` writes an evidence record with the engine's method class, the verdict and the hashes of
+/// the inputs; `--leaves` is refused with another method, accepted (and harmless) with branch-and-bound.
+#[test]
+fn verify_json_records_the_method_class_of_each_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    for (method, soundness, verdict, code) in [
+        ("bab", "sound_float", "unsat", 0),
+        ("milp", "sound_real", "unsat", 0),
+        ("smt", "sound_real", "unsat", 0),
+    ] {
+        let path = dir.path().join(format!("{method}.json"));
+        let r = nncert(&[
+            "verify",
+            "examples/toy/toy.onnx",
+            "examples/toy/robust_narrow.vnnlib",
+            "--method",
+            method,
+            "--json",
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(r.status.code(), Some(code), "{method}: {}", text(&r.stderr));
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(v["schema"], "nncert.verify/1");
+        assert_eq!(v["method"]["engine"], method);
+        assert_eq!(v["method"]["class"]["completeness"], "complete", "{method}");
+        assert_eq!(v["method"]["class"]["soundness"], soundness, "{method}");
+        assert_eq!(v["result"]["verdict"], verdict);
+        assert_eq!(v["model"]["sha256"].as_str().unwrap().len(), 64);
+        assert!(v["counterexample"].is_null());
+    }
+    let path = dir.path().join("wide.json");
+    let r = nncert(&[
+        "verify",
+        "examples/toy/toy.onnx",
+        "examples/toy/robust_wide.vnnlib",
+        "--leaves",
+        "0",
+        "--json",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(r.status.code(), Some(1), "{}", text(&r.stderr));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(v["result"]["verdict"], "sat");
+    let input = v["counterexample"]["input"].as_array().unwrap();
+    assert_eq!(input.len(), 5);
+    assert!(v["counterexample"]["margin_f64"].as_f64().unwrap() <= 0.0);
+    let refused = nncert(&[
+        "verify",
+        "examples/toy/toy.onnx",
+        "examples/toy/robust_wide.vnnlib",
+        "--method",
+        "smt",
+        "--leaves",
+        "0",
+    ]);
+    assert_eq!(refused.status.code(), Some(3));
+    assert!(text(&refused.stderr).contains("--leaves applies to --method bab"));
+}
