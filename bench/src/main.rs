@@ -59,9 +59,13 @@ struct Args {
     #[arg(long, value_enum, default_value = "bab")]
     method: Method,
     /// ReLU-splitting branch-and-bound hands sub-domains with at most this many unstable ReLUs to HiGHS
-    /// (0: LP leaves only, whose refutations are certified; more: small MILPs, sound up to HiGHS tolerances).
+    /// (0, the default as in `nncert verify`: LP leaves only, whose refutations are certified; more: small
+    /// MILPs, sound up to HiGHS tolerances).
+    #[arg(long, default_value_t = 0)]
+    leaves: usize,
+    /// No leaf solver (bounds only), to compare.
     #[arg(long)]
-    leaves: Option<usize>,
+    no_leaves: bool,
 }
 
 struct Row {
@@ -127,9 +131,11 @@ fn run_suite(args: &Args, suite: &str, rows: &mut Vec<Row>) -> Result<()> {
                 timeout: Duration::from_secs_f64(t),
                 seed: args.seed,
                 dense_path: !args.no_dense_path,
-                leaf_solver: args
-                    .leaves
-                    .and_then(|k| nncert_milp::leaf::leaf_solver_for(graph, &prop, k)),
+                leaf_solver: if args.no_leaves {
+                    None
+                } else {
+                    nncert_milp::leaf::leaf_solver_for(graph, &prop, args.leaves)
+                },
                 ..VerifyOptions::default()
             };
             match args.method {

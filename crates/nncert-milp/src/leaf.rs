@@ -20,14 +20,16 @@ use nncert_model::Graph;
 use nncert_model::ir::Op;
 use nncert_spec::{Conjunction, Property};
 use nncert_verify::leaf::{Leaf, LeafAnswer, LeafSolver};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 /// The HiGHS leaf solver for one property (it keeps each case's bounds over the whole box).
 #[derive(Debug)]
 pub struct MilpLeafSolver {
     graph: Graph,
-    /// Sound bounds of every node over each case's box (the leaf's layer bounds are intersected in).
-    case_bounds: Vec<Vec<NodeBounds>>,
+    /// Sound bounds of every node over each case's box (the leaf's layer bounds are intersected in), computed
+    /// when the case's first leaf arrives (most searches never reach one); `None` when not finite.
+    case_bounds: Vec<OnceLock<Option<Vec<NodeBounds>>>>,
     /// The graph's Linear nodes, in the dense network's layer order.
     linear_ids: Vec<usize>,
     max_unstable: usize,
@@ -38,15 +40,14 @@ impl MilpLeafSolver {
     /// `max_unstable` unstable ReLUs get a MILP (0: LP leaves only, every answer rigorous).
     ///
     /// # Errors
-    /// [`MilpError::Unsupported`] when the graph is not a dense ReLU network or cannot be encoded;
-    /// [`MilpError::Unbounded`] when a case's bounds are not finite.
+    /// [`MilpError::Unsupported`] when the graph is not a dense ReLU network.
     pub fn new(graph: &Graph, property: &Property, max_unstable: usize) -> Result<Self, MilpError> {
         let unsupported = |why: &str| MilpError::Unsupported {
             node: graph.output().name.clone(),
             op: graph.output().op.kind(),
             why: why.into(),
         };
-        let dense = DenseReluNet::from_graph(graph)
+        DenseReluNet::from_graph(graph)
             .ok_or_else(|| unsupported("leaf solving needs a feed-forward ReLU network"))?;
         let linear_ids: Vec<usize> = graph
             .nodes()
@@ -55,26 +56,31 @@ impl MilpLeafSolver {
             .filter(|(_, n)| matches!(n.op, Op::Linear(_)))
             .map(|(i, _)| i)
             .collect();
-        let model = BoundModel::new(graph);
-        let bounder = model.bounder();
-        let mut all = Vec::with_capacity(property.cases.len());
-        for case in &property.cases {
-            let (bounds, _) = case_bounds(graph, &bounder, Some(&dense), case);
-            check_finite(graph, &bounds)?;
-            all.push(bounds);
-        }
         Ok(MilpLeafSolver {
             graph: graph.clone(),
-            case_bounds: all,
+            case_bounds: property.cases.iter().map(|_| OnceLock::new()).collect(),
             linear_ids,
             max_unstable,
         })
     }
 
-    /// The case's node bounds tightened by the leaf's; `None` when they cross (the leaf is empty). The caller
-    /// checked the case index and the layer count.
-    fn leaf_bounds(&self, leaf: &Leaf<'_>) -> Option<Vec<NodeBounds>> {
-        let mut bounds = self.case_bounds[leaf.case].clone();
+    /// The case's node bounds over its whole box (computed once).
+    fn case_bounds(&self, leaf: &Leaf<'_>) -> Option<&Vec<NodeBounds>> {
+        self.case_bounds[leaf.case]
+            .get_or_init(|| {
+                let case = leaf.property.cases.get(leaf.case)?;
+                let dense = DenseReluNet::from_graph(&self.graph)?;
+                let model = BoundModel::new(&self.graph);
+                let (bounds, _) = case_bounds(&self.graph, &model.bounder(), Some(&dense), case);
+                check_finite(&self.graph, &bounds).ok()?;
+                Some(bounds)
+            })
+            .as_ref()
+    }
+
+    /// The case's node bounds tightened by the leaf's; `None` when they cross (the leaf is empty).
+    fn leaf_bounds(&self, case_bounds: &[NodeBounds], leaf: &Leaf<'_>) -> Option<Vec<NodeBounds>> {
+        let mut bounds = case_bounds.to_vec();
         for (layer, &id) in leaf.layers.iter().zip(&self.linear_ids) {
             let b = &mut bounds[id];
             for k in 0..b.lower.len() {
@@ -229,7 +235,10 @@ impl LeafSolver for MilpLeafSolver {
         if leaf.case >= self.case_bounds.len() || leaf.layers.len() < self.linear_ids.len() {
             return LeafAnswer::Unknown;
         }
-        let Some(bounds) = self.leaf_bounds(leaf) else {
+        let Some(case_bounds) = self.case_bounds(leaf) else {
+            return LeafAnswer::Unknown;
+        };
+        let Some(bounds) = self.leaf_bounds(case_bounds, leaf) else {
             // Two sound bounds crossing: no point of the box lies in this leaf.
             return LeafAnswer::Refuted { rigorous: true };
         };

@@ -129,6 +129,8 @@ impl Engine for FormalEngine {
         let opts = nncert_verify::VerifyOptions {
             timeout: Duration::from_secs_f64(ctx.plan.budgets.check_time_s),
             seed: ctx.plan.budgets.seed,
+            // LP leaves for ReLU splitting when HiGHS is built in (rigorous; makes that search complete).
+            leaf_solver: crate::milp_cmd::leaf_solver(graph, &check.property, None)?,
             ..Default::default()
         };
         let started = audit::now_utc();
@@ -149,8 +151,11 @@ impl Engine for FormalEngine {
             })
             .max()
             .unwrap_or(0);
-        // Branch-and-bound over input splits decides every instance given time when it runs.
-        let completeness = if free_dims <= nncert_verify::bab::MAX_INPUTS {
+        // Branch-and-bound over input splits decides every instance given time when it runs; so does ReLU
+        // splitting on feed-forward ReLU networks when an LP decides the leaves.
+        let relu_split_complete = opts.leaf_solver.is_some()
+            && nncert_bounds::dense::DenseReluNet::from_graph(graph).is_some();
+        let completeness = if free_dims <= nncert_verify::bab::MAX_INPUTS || relu_split_complete {
             Completeness::Complete
         } else {
             Completeness::Incomplete

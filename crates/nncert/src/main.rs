@@ -106,11 +106,15 @@ enum Command {
         #[arg(long, value_enum, default_value = "bab")]
         method: VerifyMethod,
         /// With --method bab on wide ReLU networks (ReLU splitting): hand sub-domains with at most N unstable
-        /// ReLUs to HiGHS. N = 0: LP leaves only (every ReLU fixed), refutations certified from the LP duals
-        /// with rounding-error terms, so proofs stay sound under floating point. N > 0: also small MILPs, whose
-        /// refutations hold up to HiGHS's tolerances (the verdict then says so).
-        #[arg(long, value_name = "N")]
+        /// ReLUs to HiGHS. N = 0 (the default when built with HiGHS): LP leaves only (every ReLU fixed), whose
+        /// refutations are certified from the LP duals with rounding-error terms, so proofs stay sound under
+        /// floating point and the search is complete. N > 0: also small MILPs, whose refutations hold up to
+        /// HiGHS's tolerances (the verdict and method class then say so).
+        #[arg(long, value_name = "N", conflicts_with = "no_leaves")]
         leaves: Option<usize>,
+        /// ReLU-splitting branch-and-bound without a leaf solver (bounds only; incomplete).
+        #[arg(long)]
+        no_leaves: bool,
         /// Also write the result as a JSON evidence record here (verdict, method and its class, counterexample,
         /// budget, SHA-256 of the model and property), written atomically.
         #[arg(long, value_name = "FILE")]
@@ -295,6 +299,7 @@ fn run(cli: Cli) -> Result<u8> {
             memory_limit_mb,
             method,
             leaves,
+            no_leaves,
             json,
         } => {
             if !(timeout.is_finite() && timeout > 0.0) {
@@ -310,11 +315,11 @@ fn run(cli: Cli) -> Result<u8> {
             if let Some(mb) = memory_limit_mb {
                 opts.memory_limit = mb.saturating_mul(1 << 20);
             }
-            if let Some(k) = leaves {
-                if method != VerifyMethod::Bab {
-                    anyhow::bail!("--leaves applies to --method bab");
-                }
-                opts.leaf_solver = milp_cmd::leaf_solver(&graph, &prop, k)?;
+            if leaves.is_some() && method != VerifyMethod::Bab {
+                anyhow::bail!("--leaves applies to --method bab");
+            }
+            if method == VerifyMethod::Bab && !no_leaves {
+                opts.leaf_solver = milp_cmd::leaf_solver(&graph, &prop, leaves)?;
             }
             let result = match method {
                 VerifyMethod::Bab => None,

@@ -32,16 +32,16 @@ pub fn export(graph: &Graph, prop: &Property, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The HiGHS leaf solver for ReLU-splitting branch-and-bound (`verify --leaves N`); `None` with a note when the
-/// network is not a feed-forward ReLU network (the search then runs without one).
+/// The HiGHS leaf solver for ReLU-splitting branch-and-bound: `verify --leaves N`, or LP leaves (`N = 0`) by
+/// default. `None` for networks that are not feed-forward ReLU networks (with a note when N was asked for).
 #[cfg(feature = "milp")]
 pub fn leaf_solver(
     graph: &Graph,
     prop: &Property,
-    max_unstable: usize,
+    max_unstable: Option<usize>,
 ) -> Result<Option<std::sync::Arc<dyn nncert_verify::leaf::LeafSolver>>> {
-    let solver = nncert_milp::leaf::leaf_solver_for(graph, prop, max_unstable);
-    if solver.is_none() {
+    let solver = nncert_milp::leaf::leaf_solver_for(graph, prop, max_unstable.unwrap_or(0));
+    if solver.is_none() && max_unstable.is_some() {
         eprintln!(
             "note: --leaves needs a feed-forward ReLU network; running without a leaf solver"
         );
@@ -49,13 +49,19 @@ pub fn leaf_solver(
     Ok(solver)
 }
 
+/// Without HiGHS there is no leaf solver: asking for one is an error, the default runs without.
 #[cfg(not(feature = "milp"))]
 pub fn leaf_solver(
     _: &Graph,
     _: &Property,
-    _: usize,
+    max_unstable: Option<usize>,
 ) -> Result<Option<std::sync::Arc<dyn nncert_verify::leaf::LeafSolver>>> {
-    anyhow::bail!("--leaves is not available: nncert was built without the `milp` feature (HiGHS)")
+    if max_unstable.is_some() {
+        anyhow::bail!(
+            "--leaves is not available: nncert was built without the `milp` feature (HiGHS)"
+        );
+    }
+    Ok(None)
 }
 
 #[cfg(not(feature = "milp"))]
