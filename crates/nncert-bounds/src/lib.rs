@@ -317,11 +317,17 @@ impl Bounder<'_> {
         let g = self.graph();
         let nodes = g.nodes();
         let mut needs_crown = vec![false; nodes.len()];
+        // Nodes whose nonlinear consumers are all ReLUs: only their unstable neurons need tighter bounds (a
+        // stable ReLU's relaxation is exact whatever its bounds).
+        let mut relu_fed = vec![true; nodes.len()];
         if method == Method::Crown {
             for n in nodes {
                 if is_relaxed_nonlinear(&n.op) {
                     for j in &n.inputs {
                         needs_crown[j.0] = true;
+                        if !matches!(n.op, Op::Relu | Op::LeakyRelu { .. }) {
+                            relu_fed[j.0] = false;
+                        }
                     }
                 }
             }
@@ -349,10 +355,17 @@ impl Bounder<'_> {
             let refine = nodes[i].op.is_affine() && !matches!(nodes[i].op, Op::Constant(_));
             let is_output = i == g.output_id().0;
             if needs_crown[i] && !direct && refine && (is_output || !self.past_deadline()) {
-                let c = self.crown_node(i, &bounds);
-                for k in 0..b.lower.len() {
-                    b.lower[k] = b.lower[k].max(c.lower[k]);
-                    b.upper[k] = b.upper[k].min(c.upper[k]);
+                let rows: Vec<usize> = if relu_fed[i] && !is_output {
+                    (0..b.lower.len())
+                        .filter(|&k| b.lower[k] < 0.0 && b.upper[k] > 0.0)
+                        .collect()
+                } else {
+                    (0..b.lower.len()).collect()
+                };
+                let c = self.crown_node(i, &rows, &bounds);
+                for (t, &k) in rows.iter().enumerate() {
+                    b.lower[k] = b.lower[k].max(c.lower[t]);
+                    b.upper[k] = b.upper[k].min(c.upper[t]);
                 }
             }
             bounds.push(b);
@@ -557,31 +570,30 @@ impl Bounder<'_> {
     }
 
     /// CROWN bounds of node `i` itself (lower and upper of every element).
-    fn crown_node(&self, i: usize, bounds: &[NodeBounds]) -> NodeBounds {
+    /// Backward-relaxation bounds of the elements `rows` of node `i` (`lower[t]`, `upper[t]` for `rows[t]`;
+    /// ±∞ for those the deadline cut off).
+    fn crown_node(&self, i: usize, rows: &[usize], bounds: &[NodeBounds]) -> NodeBounds {
         let n = self.graph().node(nncert_model::NodeId(i)).numel();
         // Rows in chunks so that memory stays bounded on wide layers.
         let chunk = 256usize;
-        let mut lower = vec![f64::NEG_INFINITY; n];
-        let mut upper = vec![f64::INFINITY; n];
-        let mut start = 0;
-        while start < n {
-            if start > 0 && self.past_deadline() {
+        let mut lower = vec![f64::NEG_INFINITY; rows.len()];
+        let mut upper = vec![f64::INFINITY; rows.len()];
+        for (c, part) in rows.chunks(chunk).enumerate() {
+            if c > 0 && self.past_deadline() {
                 // The rest keeps ±∞ here, i.e. its IBP bounds after the intersection.
                 break;
             }
-            let end = (start + chunk).min(n);
-            let k = end - start;
+            let k = part.len();
             let mut lam = Array2::<f64>::zeros((2 * k, n));
-            for r in 0..k {
-                lam[[r, start + r]] = 1.0;
-                lam[[k + r, start + r]] = -1.0;
+            for (r, &e) in part.iter().enumerate() {
+                lam[[r, e]] = 1.0;
+                lam[[k + r, e]] = -1.0;
             }
             let (res, _) = self.backward(i, lam, bounds);
             for r in 0..k {
-                lower[start + r] = res[r];
-                upper[start + r] = -res[k + r];
+                lower[c * chunk + r] = res[r];
+                upper[c * chunk + r] = -res[k + r];
             }
-            start = end;
         }
         NodeBounds { lower, upper }
     }
