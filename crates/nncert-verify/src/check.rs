@@ -16,7 +16,8 @@ use ndarray::Array2;
 pub struct Counterexample {
     /// Which case (input box) of the property it belongs to.
     pub case: usize,
-    /// The input, every value exactly representable in f32 and inside the box.
+    /// The input, inside the box; every value exactly representable in f32 unless its interval holds no f32
+    /// (see [`snap_to_f32_in_box`]).
     pub input: Vec<f64>,
     /// The output evaluated in f32 (widened).
     pub output_f32: Vec<f64>,
@@ -27,19 +28,30 @@ pub struct Counterexample {
     pub margin_f64: f64,
 }
 
-/// Rounds `x` to f32 values inside `[lower, upper]` (in the f64 sense). `None` if some interval holds no f32.
+/// Rounds `x` to f32 values inside `[lower, upper]` (in the f64 sense). A coordinate whose interval holds no
+/// f32 at all (a fixed input written with more digits than f32 has, `lower == upper`) keeps its f64 value in
+/// the interval: the f64 execution then uses the exact value, the f32 execution its nearest f32 (as a
+/// runtime reading the decimal would). `None` only for an empty interval or a non-finite value.
 pub fn snap_to_f32_in_box(x: &[f64], b: &InputBox) -> Option<Vec<f64>> {
     x.iter()
         .zip(b.lower.iter().zip(&b.upper))
         .map(|(&v, (&lo, &hi))| {
-            let mut s = v.clamp(lo, hi) as f32;
+            if !(v.is_finite() && lo <= hi) {
+                return None;
+            }
+            let inside = v.clamp(lo, hi);
+            let mut s = inside as f32;
             if (s as f64) < lo {
                 s = s.next_up();
             }
             if (s as f64) > hi {
                 s = s.next_down();
             }
-            ((s as f64) >= lo && (s as f64) <= hi).then_some(s as f64)
+            Some(if (s as f64) >= lo && (s as f64) <= hi {
+                s as f64
+            } else {
+                inside
+            })
         })
         .collect()
 }
