@@ -1,8 +1,9 @@
 //! Input-splitting branch-and-bound on the dense fast path ([`DenseReluNet`]): sub-boxes are bounded in
 //! batches (one matrix product per layer for the whole batch, batches spread over all cores), each sub-box
 //! inherits its parent's layer bounds as a prior, and the split dimension is the one whose range costs the
-//! open constraints' linear bounds most. Open sub-boxes are taken worst first (largest gap left by the parent's
-//! bound), which reaches counterexamples sooner than depth-first; a proof bounds the same tree in either order.
+//! open constraints' linear bounds most. Open sub-boxes are taken most promising first (the parent's probe
+//! points, centre and bound witness, came closest to the bad region), which reaches counterexamples sooner than
+//! depth-first; a proof bounds the same tree in either order.
 //!
 //! Soundness rules are the same as [`crate::incomplete`]'s: boxes are widened by one ulp, a right-hand side must
 //! be beaten by more than one ulp, and the rounding of the constraint coefficients is covered by a
@@ -61,6 +62,9 @@ struct Domain {
     prior: Option<Arc<DenseBounds>>,
     /// The parent's smallest gap still to close (infinite at the root).
     parent_gap: f64,
+    /// How far the parent's probe points (centre and bound witness) came from the bad region: the smallest,
+    /// over points and open disjuncts, of the largest row excess `c·y - rhs` (-inf at the root).
+    parent_probe: f64,
 }
 
 enum Step {
@@ -228,6 +232,7 @@ pub fn input_split_dense(
             live: (0..case_rows.n_disjuncts).collect(),
             prior: None,
             parent_gap: f64::INFINITY,
+            parent_probe: f64::NEG_INFINITY,
         });
         while !queue.is_empty() {
             if Instant::now() >= deadline || queue.len() > limits.max_open {
@@ -275,8 +280,8 @@ pub fn input_split_dense(
     BabOutcome::Proved { domains }
 }
 
-/// The open sub-boxes, worst first: the one whose parent left the largest gap to close (the most negative
-/// lower bound on the property margin) is bounded next; among equal gaps the newest, so ties go depth-first.
+/// The open sub-boxes, most promising first: the one whose parent's probe points came closest to the bad region
+/// (smallest `parent_probe`) is bounded next; among equal values the newest, so ties go depth-first.
 /// The order does not change which sub-boxes a proof must bound (each split depends only on its own box, prior
 /// and parent gap), but more of them can be open at once than depth-first: `QueueLimits` still caps that.
 #[derive(Default)]
@@ -286,7 +291,8 @@ struct Queue {
 }
 
 struct Queued {
-    gap: f64,
+    /// `-parent_probe`: the heap pops the largest.
+    key: f64,
     seq: u64,
     domain: Domain,
 }
@@ -307,8 +313,8 @@ impl PartialOrd for Queued {
 
 impl Ord for Queued {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.gap
-            .total_cmp(&other.gap)
+        self.key
+            .total_cmp(&other.key)
             .then(self.seq.cmp(&other.seq))
     }
 }
@@ -317,7 +323,7 @@ impl Queue {
     fn push(&mut self, domain: Domain) {
         self.seq += 1;
         self.heap.push(Queued {
-            gap: domain.parent_gap,
+            key: -domain.parent_probe,
             seq: self.seq,
             domain,
         });
@@ -331,7 +337,7 @@ impl Queue {
         self.heap.is_empty()
     }
 
-    /// The `n` worst open sub-boxes (fewer when fewer are open).
+    /// The `n` most promising open sub-boxes (fewer when fewer are open).
     fn pop_many(&mut self, n: usize) -> Vec<Domain> {
         (0..n)
             .map_while(|_| self.heap.pop())
@@ -425,7 +431,24 @@ fn decide(
         .zip(&d.input.upper)
         .map(|(l, u)| l + (u - l) / 2.0)
         .collect();
-    if rows.near_bad(&open, &live_rows, c.view(), &net.eval(&centre))
+    // How far outputs `y` are from the bad region: over the open disjuncts, the smallest largest row excess.
+    let excess = |y: &[f64]| {
+        open.iter()
+            .map(|o| {
+                live_rows
+                    .iter()
+                    .enumerate()
+                    .filter(|&(_, &r)| rows.owner[r] == o.disjunct)
+                    .map(|(i, &r)| {
+                        c.row(i).iter().zip(y).map(|(a, b)| a * b).sum::<f64>() - rows.rhs[r]
+                    })
+                    .fold(f64::NEG_INFINITY, f64::max)
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    let y_centre = net.eval(&centre);
+    let centre_excess = excess(&y_centre);
+    if rows.near_bad(&open, &live_rows, c.view(), &y_centre)
         && let Some(cex) = check_candidate(graph, property, case, &centre)
     {
         return Step::Found(Box::new(cex));
@@ -445,7 +468,9 @@ fn decide(
             }
         })
         .collect();
-    if rows.near_bad(&open, &live_rows, c.view(), &net.eval(&vertex))
+    let y_vertex = net.eval(&vertex);
+    let probe_excess = centre_excess.min(excess(&y_vertex));
+    if rows.near_bad(&open, &live_rows, c.view(), &y_vertex)
         && let Some(cex) = check_candidate(graph, property, case, &vertex)
     {
         return Step::Found(Box::new(cex));
@@ -483,12 +508,14 @@ fn decide(
             live: live.clone(),
             prior: prior.clone(),
             parent_gap: gap_to_close,
+            parent_probe: probe_excess,
         },
         Domain {
             input: right,
             live,
             prior,
             parent_gap: gap_to_close,
+            parent_probe: probe_excess,
         },
     ])
 }
@@ -497,7 +524,7 @@ fn decide(
 mod tests {
     use super::*;
 
-    fn domain(gap: f64) -> Domain {
+    fn domain(probe: f64) -> Domain {
         Domain {
             input: InputBox {
                 lower: vec![0.0],
@@ -505,15 +532,19 @@ mod tests {
             },
             live: vec![0],
             prior: None,
-            parent_gap: gap,
+            parent_gap: f64::INFINITY,
+            parent_probe: probe,
         }
     }
 
     #[test]
-    fn queue_takes_the_largest_gap_first_and_the_newest_among_equals() {
+    fn queue_takes_the_closest_probe_first_and_the_newest_among_equals() {
         let mut q = Queue::default();
-        for (i, g) in [1.0, 5.0, 1.0, f64::INFINITY, 3.0].into_iter().enumerate() {
-            let mut d = domain(g);
+        for (i, p) in [-1.0, -5.0, -1.0, f64::NEG_INFINITY, -3.0]
+            .into_iter()
+            .enumerate()
+        {
+            let mut d = domain(p);
             d.live = vec![i];
             q.push(d);
         }
