@@ -1,7 +1,9 @@
 //! Input-splitting branch-and-bound on the dense fast path ([`DenseReluNet`]): sub-boxes are bounded in
 //! batches (one matrix product per layer for the whole batch, batches spread over all cores), each sub-box
 //! inherits its parent's layer bounds as a prior, and the split dimension is the one whose range costs the
-//! open constraints' linear bounds most.
+//! open constraints' linear bounds most. Open sub-boxes are taken most promising first (the parent's probe
+//! points, centre and bound witness, came closest to the bad region), which reaches counterexamples sooner than
+//! depth-first; a proof bounds the same tree in either order.
 //!
 //! Soundness rules are the same as [`crate::incomplete`]'s: boxes are widened by one ulp, a right-hand side must
 //! be beaten by more than one ulp, and the rounding of the constraint coefficients is covered by a
@@ -14,6 +16,8 @@ use nncert_bounds::dense::{DenseBounds, DenseReluNet, LayerBounds};
 use nncert_model::Graph;
 use nncert_spec::{InputBox, Property};
 use rayon::prelude::*;
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -58,6 +62,9 @@ struct Domain {
     prior: Option<Arc<DenseBounds>>,
     /// The parent's smallest gap still to close (infinite at the root).
     parent_gap: f64,
+    /// How far the parent's probe points (centre and bound witness) came from the bad region: the smallest,
+    /// over points and open disjuncts, of the largest row excess `c·y - rhs` (-inf at the root).
+    parent_probe: f64,
 }
 
 enum Step {
@@ -219,23 +226,25 @@ pub fn input_split_dense(
             .zip(&case.input.upper)
             .map(|(l, u)| u - l)
             .collect();
-        let mut stack = vec![Domain {
+        let mut queue = Queue::default();
+        queue.push(Domain {
             input: case.input.clone(),
             live: (0..case_rows.n_disjuncts).collect(),
             prior: None,
             parent_gap: f64::INFINITY,
-        }];
-        while !stack.is_empty() {
-            if Instant::now() >= deadline || stack.len() > limits.max_open {
+            parent_probe: f64::NEG_INFINITY,
+        });
+        while !queue.is_empty() {
+            if Instant::now() >= deadline || queue.len() > limits.max_open {
                 return BabOutcome::Undecided {
                     domains,
-                    open: stack.len(),
+                    open: queue.len(),
                 };
             }
-            let keep_priors = stack.len() < limits.with_priors;
-            // Enough work for every thread, but no more than needed: small batches keep the search depth-first.
-            let take = stack.len().min(CHUNK * threads);
-            let work = stack.split_off(stack.len() - take);
+            let keep_priors = queue.len() < limits.with_priors;
+            // Enough work for every thread, but no more than needed: small batches keep the order meaningful.
+            let take = queue.len().min(CHUNK * threads);
+            let work = queue.pop_many(take);
             domains += work.len() as u64;
             let chunks: Vec<Vec<Domain>> = chunked(work, take.div_ceil(threads).min(CHUNK));
             let steps: Vec<Vec<Step>> = chunks
@@ -256,12 +265,12 @@ pub fn input_split_dense(
             for step in steps.into_iter().flatten() {
                 match step {
                     Step::Closed => {}
-                    Step::Split(children) => stack.extend(children),
+                    Step::Split(children) => children.into_iter().for_each(|c| queue.push(c)),
                     Step::Found(cex) => return BabOutcome::Counterexample { cex, domains },
                     Step::Stuck => {
                         return BabOutcome::Undecided {
                             domains,
-                            open: stack.len() + 1,
+                            open: queue.len() + 1,
                         };
                     }
                 }
@@ -269,6 +278,72 @@ pub fn input_split_dense(
         }
     }
     BabOutcome::Proved { domains }
+}
+
+/// The open sub-boxes, most promising first: the one whose parent's probe points came closest to the bad region
+/// (smallest `parent_probe`) is bounded next; among equal values the newest, so ties go depth-first.
+/// The order does not change which sub-boxes a proof must bound (each split depends only on its own box, prior
+/// and parent gap), but more of them can be open at once than depth-first: `QueueLimits` still caps that.
+#[derive(Default)]
+struct Queue {
+    heap: BinaryHeap<Queued>,
+    seq: u64,
+}
+
+struct Queued {
+    /// `-parent_probe`: the heap pops the largest.
+    key: f64,
+    seq: u64,
+    domain: Domain,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Queued {}
+
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key
+            .total_cmp(&other.key)
+            .then(self.seq.cmp(&other.seq))
+    }
+}
+
+impl Queue {
+    fn push(&mut self, domain: Domain) {
+        self.seq += 1;
+        self.heap.push(Queued {
+            key: -domain.parent_probe,
+            seq: self.seq,
+            domain,
+        });
+    }
+
+    fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
+    /// The `n` most promising open sub-boxes (fewer when fewer are open).
+    fn pop_many(&mut self, n: usize) -> Vec<Domain> {
+        (0..n)
+            .map_while(|_| self.heap.pop())
+            .map(|q| q.domain)
+            .collect()
+    }
 }
 
 fn chunked(mut v: Vec<Domain>, size: usize) -> Vec<Vec<Domain>> {
@@ -356,7 +431,24 @@ fn decide(
         .zip(&d.input.upper)
         .map(|(l, u)| l + (u - l) / 2.0)
         .collect();
-    if rows.near_bad(&open, &live_rows, c.view(), &net.eval(&centre))
+    // How far outputs `y` are from the bad region: over the open disjuncts, the smallest largest row excess.
+    let excess = |y: &[f64]| {
+        open.iter()
+            .map(|o| {
+                live_rows
+                    .iter()
+                    .enumerate()
+                    .filter(|&(_, &r)| rows.owner[r] == o.disjunct)
+                    .map(|(i, &r)| {
+                        c.row(i).iter().zip(y).map(|(a, b)| a * b).sum::<f64>() - rows.rhs[r]
+                    })
+                    .fold(f64::NEG_INFINITY, f64::max)
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    let y_centre = net.eval(&centre);
+    let centre_excess = excess(&y_centre);
+    if rows.near_bad(&open, &live_rows, c.view(), &y_centre)
         && let Some(cex) = check_candidate(graph, property, case, &centre)
     {
         return Step::Found(Box::new(cex));
@@ -376,7 +468,9 @@ fn decide(
             }
         })
         .collect();
-    if rows.near_bad(&open, &live_rows, c.view(), &net.eval(&vertex))
+    let y_vertex = net.eval(&vertex);
+    let probe_excess = centre_excess.min(excess(&y_vertex));
+    if rows.near_bad(&open, &live_rows, c.view(), &y_vertex)
         && let Some(cex) = check_candidate(graph, property, case, &vertex)
     {
         return Step::Found(Box::new(cex));
@@ -414,12 +508,49 @@ fn decide(
             live: live.clone(),
             prior: prior.clone(),
             parent_gap: gap_to_close,
+            parent_probe: probe_excess,
         },
         Domain {
             input: right,
             live,
             prior,
             parent_gap: gap_to_close,
+            parent_probe: probe_excess,
         },
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn domain(probe: f64) -> Domain {
+        Domain {
+            input: InputBox {
+                lower: vec![0.0],
+                upper: vec![1.0],
+            },
+            live: vec![0],
+            prior: None,
+            parent_gap: f64::INFINITY,
+            parent_probe: probe,
+        }
+    }
+
+    #[test]
+    fn queue_takes_the_closest_probe_first_and_the_newest_among_equals() {
+        let mut q = Queue::default();
+        for (i, p) in [-1.0, -5.0, -1.0, f64::NEG_INFINITY, -3.0]
+            .into_iter()
+            .enumerate()
+        {
+            let mut d = domain(p);
+            d.live = vec![i];
+            q.push(d);
+        }
+        assert_eq!(q.len(), 5);
+        let order: Vec<usize> = q.pop_many(10).iter().map(|d| d.live[0]).collect();
+        assert_eq!(order, vec![3, 1, 4, 2, 0]);
+        assert!(q.is_empty());
+    }
 }
