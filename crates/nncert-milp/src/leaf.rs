@@ -12,12 +12,12 @@
 use crate::encode::{self, NetEncoding};
 use crate::solve::{self, certified_infeasible, certified_lower_bound};
 use crate::{
-    CaseModel, MilpError, REL_TOL, case_bounds, check_finite, disjunct_program, margin_scale,
+    CaseModel, MilpError, REL_TOL, case_bounds, check_finite, disjunct_program, linear_node_ids,
+    margin_scale,
 };
 use nncert_bounds::dense::DenseReluNet;
 use nncert_bounds::{BoundModel, NodeBounds};
 use nncert_model::Graph;
-use nncert_model::ir::Op;
 use nncert_spec::{Conjunction, Property};
 use nncert_verify::leaf::{Leaf, LeafAnswer, LeafSolver};
 use std::sync::OnceLock;
@@ -49,17 +49,10 @@ impl MilpLeafSolver {
         };
         DenseReluNet::from_graph(graph)
             .ok_or_else(|| unsupported("leaf solving needs a feed-forward ReLU network"))?;
-        let linear_ids: Vec<usize> = graph
-            .nodes()
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| matches!(n.op, Op::Linear(_)))
-            .map(|(i, _)| i)
-            .collect();
         Ok(MilpLeafSolver {
             graph: graph.clone(),
             case_bounds: property.cases.iter().map(|_| OnceLock::new()).collect(),
-            linear_ids,
+            linear_ids: linear_node_ids(graph),
             max_unstable,
         })
     }

@@ -147,18 +147,8 @@ fn case_bounds(
         nncert_verify::incomplete::refute_case_detailed(bounder, case, Method::Crown, None, true);
     let mut bounds = r.bounds;
     if let Some(net) = dense {
-        let widened = nncert_spec::InputBox {
-            lower: case.input.lower.iter().map(|v| v.next_down()).collect(),
-            upper: case.input.upper.iter().map(|v| v.next_up()).collect(),
-        };
-        let db = net.bound_boxes(&[widened], &[None]);
-        let linear_ids: Vec<usize> = graph
-            .nodes()
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| matches!(n.op, Op::Linear(_)))
-            .map(|(i, _)| i)
-            .collect();
+        let db = net.bound_boxes(&[case.input.widened_one_ulp()], &[None]);
+        let linear_ids = linear_node_ids(graph);
         if let Some(db) = db.first()
             && db.layers.len() >= linear_ids.len()
         {
@@ -179,6 +169,18 @@ fn case_bounds(
         }
     }
     (bounds, r.refuted)
+}
+
+/// The graph's Linear nodes in order: the layers of its [`DenseReluNet`] (which may add an identity layer for
+/// an output ReLU after them).
+fn linear_node_ids(graph: &Graph) -> Vec<usize> {
+    graph
+        .nodes()
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| matches!(n.op, Op::Linear(_)))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 fn check_finite(graph: &Graph, bounds: &[NodeBounds]) -> Result<(), MilpError> {
