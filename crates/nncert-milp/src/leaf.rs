@@ -5,7 +5,12 @@
 //! bound that enforces its phase, and a neuron whose interval no longer straddles 0 needs no binary. So:
 //! - **no unstable ReLU left**: the leaf is an LP. HiGHS solves it; the refutation is then re-derived from
 //!   HiGHS's row duals by [`certified_lower_bound`] (Neumaier–Shcherbina, explicit rounding-error terms), so it
-//!   is rigorous under floating point like the rest of the search, whatever HiGHS's tolerances did.
+//!   is rigorous under floating point like the rest of the search, whatever HiGHS's tolerances did. The
+//!   certificate speaks of the real-valued network because the program is the network exactly: for
+//!   Linear/ReLU networks its coefficients are the stored f32 weights (exact in f64) and its row bounds the
+//!   biases, with no arithmetic performed on them; the column bounds are sound bounds on the leaf. When the
+//!   fixed phases contradict each other the LP is infeasible, and HiGHS's dual ray is checked the same way
+//!   (a Farkas certificate with the objective taken as 0).
 //! - **a few unstable ReLUs**: a small MILP; its dual bound refutes only up to HiGHS's tolerances (the verdict
 //!   then says so), and its points are candidates the search re-executes.
 
