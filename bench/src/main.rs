@@ -55,6 +55,9 @@ struct Args {
     /// Only instances whose onnx path contains this (e.g. 256x2).
     #[arg(long)]
     onnx_contains: Option<String>,
+    /// Only instances whose vnnlib path contains this (e.g. prop_7).
+    #[arg(long)]
+    vnnlib_contains: Option<String>,
     /// The engine.
     #[arg(long, value_enum, default_value = "bab")]
     method: Method,
@@ -111,6 +114,10 @@ fn run_suite(args: &Args, suite: &str, rows: &mut Vec<Row>) -> Result<()> {
                 .onnx_contains
                 .as_ref()
                 .is_some_and(|s| !onnx.contains(s.as_str()))
+            || args
+                .vnnlib_contains
+                .as_ref()
+                .is_some_and(|s| !vnnlib.contains(s.as_str()))
         {
             continue;
         }
