@@ -13,6 +13,9 @@
 //!   (a Farkas certificate with the objective taken as 0).
 //! - **a few unstable ReLUs**: a small MILP; its dual bound refutes only up to HiGHS's tolerances (the verdict
 //!   then says so), and its points are candidates the search re-executes.
+//!
+//! With `NNCERT_LEAF_LOG` set, every leaf's LP/MILP outcome is printed on stderr (a debugging aid, like
+//! `NNCERT_MILP_LOG` for HiGHS's own log).
 
 use crate::encode::{self, NetEncoding};
 use crate::solve::{self, certified_infeasible, certified_lower_bound};
