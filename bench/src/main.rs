@@ -6,9 +6,9 @@
 //! Each suite folder holds `instances.csv` (instance_id,onnx,vnnlib,timeout,...) and `truth.csv`
 //! (instance_id,...,expected,...). A `sat` whose truth is `unsat` (or the reverse) is counted as **wrong**.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Parser;
-use nncert_bench::read_csv;
+use nncert_bench::read_suite;
 use nncert_verify::{Verdict, VerifyOptions};
 use std::collections::HashMap;
 use std::io::Write;
@@ -93,22 +93,16 @@ fn score(result: &str, expected: &str) -> &'static str {
 
 fn run_suite(args: &Args, suite: &str, rows: &mut Vec<Row>) -> Result<()> {
     let dir = args.benchmarks.join(suite);
-    let instances = read_csv(&dir.join("instances.csv"))?;
-    let truth: HashMap<String, String> = read_csv(&dir.join("truth.csv"))?
-        .into_iter()
-        .filter_map(|r| Some((r.get("instance_id")?.clone(), r.get("expected")?.clone())))
-        .collect();
     let mut models = HashMap::new();
-    for inst in &instances {
-        let (Some(id), Some(onnx), Some(vnnlib), Some(timeout)) = (
-            inst.get("instance_id"),
-            inst.get("onnx"),
-            inst.get("vnnlib"),
-            inst.get("timeout"),
-        ) else {
-            bail!("{suite}/instances.csv: missing columns");
-        };
-        let expected = truth.get(id).cloned().unwrap_or_else(|| "?".into());
+    for inst in read_suite(&dir)? {
+        let nncert_bench::Instance {
+            id,
+            onnx,
+            vnnlib,
+            timeout,
+            expected,
+        } = inst;
+        let (onnx, vnnlib) = (&onnx, &vnnlib);
         if args.expected.as_ref().is_some_and(|e| *e != expected)
             || args
                 .onnx_contains
@@ -121,8 +115,7 @@ fn run_suite(args: &Args, suite: &str, rows: &mut Vec<Row>) -> Result<()> {
         {
             continue;
         }
-        let mut t: f64 = timeout.parse().context("timeout")?;
-        t *= args.timeout_scale;
+        let mut t = timeout * args.timeout_scale;
         if let Some(m) = args.max_timeout {
             t = t.min(m);
         }
@@ -172,7 +165,7 @@ fn run_suite(args: &Args, suite: &str, rows: &mut Vec<Row>) -> Result<()> {
         );
         rows.push(Row {
             suite: suite.to_string(),
-            id: id.clone(),
+            id,
             onnx: onnx.clone(),
             vnnlib: vnnlib.clone(),
             result: word,
