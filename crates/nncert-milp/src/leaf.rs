@@ -286,7 +286,6 @@ pub fn leaf_solver_for(
     property: &Property,
     max_unstable: usize,
 ) -> Option<std::sync::Arc<dyn LeafSolver>> {
-    DenseReluNet::from_graph(graph)?;
     let solver = MilpLeafSolver::new(graph, property, max_unstable).ok()?;
     Some(std::sync::Arc::new(solver))
 }

@@ -348,9 +348,7 @@ fn solve_case(
     stats: &mut SmtStats,
 ) -> Result<CaseOutcome, SmtError> {
     let case = &property.cases[ci];
-    let free =
-        |b: &nncert_spec::InputBox| b.lower.iter().zip(&b.upper).filter(|(l, u)| l < u).count();
-    let split = opts.use_bounds && free(&case.input) <= MAX_SPLIT_INPUTS;
+    let split = opts.use_bounds && case.input.free_dims() <= MAX_SPLIT_INPUTS;
     let mut stack = vec![case.input.clone()];
     let mut first = true;
     let mut undecided = false;

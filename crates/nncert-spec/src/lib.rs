@@ -223,6 +223,15 @@ impl OutputCondition {
 }
 
 impl InputBox {
+    /// How many inputs vary (`lower < upper`); the others are fixed.
+    pub fn free_dims(&self) -> usize {
+        self.lower
+            .iter()
+            .zip(&self.upper)
+            .filter(|(l, u)| l < u)
+            .count()
+    }
+
     /// The box moved outward by one ulp on every side. The parser rounds the file's decimal bounds to f64;
     /// the widened box contains the real-valued box the file states, so a proof over it holds for that one.
     pub fn widened_one_ulp(&self) -> InputBox {

@@ -119,6 +119,26 @@ pub struct VerifyResult {
     pub leaves: dense_relu_bab::LeafStats,
 }
 
+/// The most inputs any case of `property` lets vary.
+pub fn max_free_dims(property: &Property) -> usize {
+    property
+        .cases
+        .iter()
+        .map(|c| c.input.free_dims())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Whether [`verify`] runs a complete search on this instance (one that decides it given enough time):
+/// input splitting (at most [`bab::MAX_INPUTS`] varying inputs), or ReLU splitting on the dense path with a
+/// [`leaf::LeafSolver`] for the leaves whose every ReLU is fixed.
+pub fn search_is_complete(graph: &Graph, property: &Property, options: &VerifyOptions) -> bool {
+    max_free_dims(property) <= bab::MAX_INPUTS
+        || (options.dense_path
+            && options.leaf_solver.is_some()
+            && nncert_bounds::dense::DenseReluNet::from_graph(graph).is_some())
+}
+
 /// Runs the engines available on `property` within `options.timeout`.
 pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> VerifyResult {
     let start = Instant::now();
@@ -180,20 +200,7 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
     }
     let deadline = start + options.timeout;
     // Input splitting pays when few inputs vary (ACAS Xu: 5; some properties fix all but a few of many inputs).
-    let free_dims = property
-        .cases
-        .iter()
-        .map(|c| {
-            c.input
-                .lower
-                .iter()
-                .zip(&c.input.upper)
-                .filter(|(l, u)| l < u)
-                .count()
-        })
-        .max()
-        .unwrap_or(0);
-    let small_input = free_dims <= bab::MAX_INPUTS;
+    let small_input = max_free_dims(property) <= bab::MAX_INPUTS;
     // With branch-and-bound to follow, the falsifier first gets a short slice (most counterexamples fall at
     // once), then whatever branch-and-bound leaves. The dense branch-and-bound proves easy cases in well under
     // a second, so it starts early, and leaves the falsifier the last 15% of the budget.

@@ -137,25 +137,7 @@ impl Engine for FormalEngine {
         let t0 = Instant::now();
         let result = nncert_verify::verify(graph, &check.property, &opts);
         let elapsed = t0.elapsed().as_secs_f64();
-        let free_dims = check
-            .property
-            .cases
-            .iter()
-            .map(|c| {
-                c.input
-                    .lower
-                    .iter()
-                    .zip(&c.input.upper)
-                    .filter(|(l, u)| l < u)
-                    .count()
-            })
-            .max()
-            .unwrap_or(0);
-        // Branch-and-bound over input splits decides every instance given time when it runs; so does ReLU
-        // splitting on feed-forward ReLU networks when an LP decides the leaves.
-        let relu_split_complete = opts.leaf_solver.is_some()
-            && nncert_bounds::dense::DenseReluNet::from_graph(graph).is_some();
-        let completeness = if free_dims <= nncert_verify::bab::MAX_INPUTS || relu_split_complete {
+        let completeness = if nncert_verify::search_is_complete(graph, &check.property, &opts) {
             Completeness::Complete
         } else {
             Completeness::Incomplete

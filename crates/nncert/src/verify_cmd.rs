@@ -69,19 +69,13 @@ pub fn method_class(
             statement: format!("SMT (z3, QF_LRA): {}", nncert_smt::METHOD_CLASS),
         },
         VerifyMethod::Bab => {
-            let free = property
-                .cases
-                .iter()
-                .map(|c| c.input.lower.iter().zip(&c.input.upper).filter(|(l, u)| l < u).count())
-                .max()
-                .unwrap_or(0);
-            let dense = opts.dense_path && nncert_bounds::dense::DenseReluNet::from_graph(graph).is_some();
-            let input_split = free <= nncert_verify::bab::MAX_INPUTS;
-            // Input splitting shrinks boxes until bounds or samples decide; ReLU splitting is complete only
-            // when a leaf solver decides the leaves whose every ReLU is fixed.
-            let complete = input_split || (dense && opts.leaf_solver.is_some());
-            let tolerance_leaves = matches!(&result.verdict,
-                Verdict::Unsat { method } if method.contains("up to the leaf solver's tolerances"));
+            let dense =
+                opts.dense_path && nncert_bounds::dense::DenseReluNet::from_graph(graph).is_some();
+            let input_split = nncert_verify::max_free_dims(property) <= nncert_verify::bab::MAX_INPUTS;
+            let complete = nncert_verify::search_is_complete(graph, property, opts);
+            // A proof that leaned on a MILP leaf holds only up to HiGHS's tolerances.
+            let tolerance_leaves = matches!(result.verdict, Verdict::Unsat { .. })
+                && result.leaves.refuted_tolerance > 0;
             let (soundness, tolerances) = if tolerance_leaves {
                 (Soundness::SoundReal, Some(HIGHS_TOLERANCES))
             } else {
