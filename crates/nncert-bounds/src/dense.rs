@@ -33,29 +33,15 @@ const U: f64 = f64::EPSILON / 2.0;
 /// of forward-mode relaxation (whose cost grows with the number of inputs).
 pub const FORWARD_MAX_INPUTS: usize = 64;
 
-/// Bounds of one layer's pre-activations (or of the outputs, for the last layer).
-#[derive(Clone, Debug, PartialEq)]
-pub struct LayerBounds {
-    pub lower: Vec<f64>,
-    pub upper: Vec<f64>,
-}
+/// Bounds of one layer's pre-activations (or of the outputs, for the last layer): the same elementwise bounds
+/// as a graph node's.
+pub type LayerBounds = crate::NodeBounds;
 
 /// Bounds of every layer of a [`DenseReluNet`] over one box: `layers[k]` are the pre-activations of layer `k`;
 /// the last entry bounds the outputs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DenseBounds {
     pub layers: Vec<LayerBounds>,
-}
-
-impl LayerBounds {
-    /// `max(|lower|, |upper|)` per neuron: the largest magnitude each value can take.
-    pub fn magnitude(&self) -> Vec<f64> {
-        self.lower
-            .iter()
-            .zip(&self.upper)
-            .map(|(l, u)| l.abs().max(u.abs()))
-            .collect()
-    }
 }
 
 impl DenseBounds {
