@@ -2,8 +2,9 @@
 //!
 //! `cargo run --release -p nncert-bench --bin bounds-census -- acasxu mnist_fc eran oval21`
 //!
-//! Methods: interval arithmetic (IBP) and CROWN on the generic engine (every op of the IR); for feed-forward
-//! ReLU networks also the dense engine's CROWN (forward relaxation refined backward) and α-CROWN. A method
+//! Methods: interval arithmetic (IBP), CROWN and α-CROWN (CROWN, then the output objective's ReLU slopes
+//! optimized) on the generic engine (every op of the IR); for feed-forward ReLU networks also the dense
+//! engine's CROWN (forward relaxation refined backward) and α-CROWN. A method
 //! "proves" an instance when it refutes every disjunct of every case. A proof of an instance whose truth is
 //! `sat` is counted as WRONG (the harness exits non-zero).
 
@@ -28,21 +29,27 @@ struct Args {
     crown_budget: f64,
 }
 
-const METHODS: [&str; 4] = ["IBP", "CROWN", "CROWN (dense)", "α-CROWN (dense)"];
+const METHODS: [&str; 5] = [
+    "IBP",
+    "CROWN",
+    "α-CROWN",
+    "CROWN (dense)",
+    "α-CROWN (dense)",
+];
 
 fn main() -> Result<()> {
     let args = Args::parse();
     println!(
-        "| suite | instances (unsat in truth) | IBP | CROWN | CROWN dense | α-CROWN dense | WRONG | seconds per method |"
+        "| suite | instances (unsat in truth) | IBP | CROWN | α-CROWN | CROWN dense | α-CROWN dense | WRONG | seconds per method |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let mut wrong_total = 0;
     for suite in &args.suites {
         let dir = args.benchmarks.join(suite);
         let instances = read_suite(&dir)?;
-        let mut proved = [0usize; 4];
-        let mut applicable = [0usize; 4];
-        let mut seconds = [0f64; 4];
+        let mut proved = [0usize; 5];
+        let mut applicable = [0usize; 5];
+        let mut seconds = [0f64; 5];
         let mut wrong = 0;
         let mut models = std::collections::HashMap::new();
         for inst in &instances {
@@ -55,21 +62,23 @@ fn main() -> Result<()> {
             let (graph, dense) = &models[&inst.onnx];
             let prop = nncert_spec::parse_file(&dir.join(&inst.vnnlib))?;
             prop.check_dims(graph.input_size(), graph.output_size())?;
-            let mut results: [Option<bool>; 4] = [None; 4];
+            let mut results: [Option<bool>; 5] = [None; 5];
             for (m, result) in results.iter_mut().enumerate() {
                 let start = Instant::now();
                 *result = match m {
-                    0 | 1 => {
-                        let method = if m == 0 {
-                            nncert_bounds::Method::Interval
-                        } else {
-                            nncert_bounds::Method::Crown
+                    0..=2 => {
+                        let method = match m {
+                            0 => nncert_bounds::Method::Interval,
+                            1 => nncert_bounds::Method::Crown,
+                            _ => nncert_bounds::Method::Alpha {
+                                iterations: args.alpha_iterations,
+                            },
                         };
                         let deadline = start + Duration::from_secs_f64(args.crown_budget);
                         Some(incomplete::prove(graph, &prop, method, deadline))
                     }
                     _ => dense.as_ref().map(|net| {
-                        let iters = if m == 3 { args.alpha_iterations } else { 0 };
+                        let iters = if m == 4 { args.alpha_iterations } else { 0 };
                         prop.cases.iter().all(|case| {
                             incomplete::dense_case_bounds(net, case, iters)
                                 .refuted
@@ -109,12 +118,13 @@ fn main() -> Result<()> {
         };
         let unsat = instances.iter().filter(|i| i.expected == "unsat").count();
         println!(
-            "| {suite} | {} ({unsat}) | {} | {} | {} | {} | {wrong} | {} |",
+            "| {suite} | {} ({unsat}) | {} | {} | {} | {} | {} | {wrong} | {} |",
             instances.len(),
             cell(0),
             cell(1),
             cell(2),
             cell(3),
+            cell(4),
             seconds
                 .iter()
                 .map(|s| format!("{s:.1}"))

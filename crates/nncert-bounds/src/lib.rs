@@ -69,6 +69,27 @@ pub enum Method {
     Interval,
     /// Backward linear relaxation (CROWN / DeepPoly) for the output and for every pre-activation.
     Crown,
+    /// CROWN for every node, then α-CROWN on the objective: this many iterations of projected gradient ascent
+    /// on the lower ReLU slopes of the objective's backward pass (see [`Bounder::output_lower_alpha`]).
+    Alpha { iterations: usize },
+}
+
+/// α-CROWN iterations when none are given (`"alpha"`): most of the gain comes in the first 10–20.
+pub const ALPHA_ITERATIONS: usize = 20;
+
+impl Method {
+    /// Whether intermediate nodes get backward-relaxation bounds (CROWN and α-CROWN).
+    pub fn is_linear_relaxation(self) -> bool {
+        !matches!(self, Method::Interval)
+    }
+
+    /// α-CROWN iterations on the objective (0 for IBP and CROWN).
+    pub fn alpha_iterations(self) -> usize {
+        match self {
+            Method::Alpha { iterations } => iterations,
+            _ => 0,
+        }
+    }
 }
 
 impl std::str::FromStr for Method {
@@ -77,8 +98,11 @@ impl std::str::FromStr for Method {
         match s {
             "ibp" | "interval" => Ok(Method::Interval),
             "crown" | "deeppoly" => Ok(Method::Crown),
+            "alpha" | "alpha-crown" => Ok(Method::Alpha {
+                iterations: ALPHA_ITERATIONS,
+            }),
             _ => Err(format!(
-                "unknown bound method '{s}' (expected ibp or crown)"
+                "unknown bound method '{s}' (expected ibp, crown or alpha)"
             )),
         }
     }
@@ -279,6 +303,127 @@ fn widen(v: f64, down: bool) -> f64 {
     if down { v - d } else { v + d }
 }
 
+/// What a backward pass may use and record besides its rows (α-CROWN).
+#[derive(Default)]
+struct Relaxation {
+    /// Indexed by node: lower slopes `[rows, n]` for a ReLU/LeakyReLU node's unstable elements; CROWN's
+    /// 0-or-1 choice where `None` (or where the vector is shorter).
+    alpha: Vec<Option<Array2<f64>>>,
+    /// Record each nonlinear node's coefficients before relaxation in `tape` (indexed by node; `None` for
+    /// nodes the pass did not reach).
+    record: bool,
+    tape: Vec<Option<Array2<f64>>>,
+}
+
+/// The linear relaxation of a ReLU or LeakyReLU (leak `a`) over its input's bounds, per element: a lower line
+/// through the origin with any slope in `[a, 1]` (CROWN picks 1 or `a`, α-CROWN optimizes it), and the upper
+/// chord `up_slope·z + up_icpt`.
+struct ReluRelaxation {
+    leak: f64,
+    /// CROWN's lower slope.
+    lo_slope: Vec<f64>,
+    up_slope: Vec<f64>,
+    up_icpt: Vec<f64>,
+    unstable: Vec<bool>,
+}
+
+impl ReluRelaxation {
+    fn new(op: &Op, pre: &NodeBounds) -> Self {
+        let leak = match op {
+            Op::LeakyRelu { alpha } => *alpha as f64,
+            _ => 0.0,
+        };
+        let n = pre.lower.len();
+        let mut r = ReluRelaxation {
+            leak,
+            lo_slope: vec![0.0; n],
+            up_slope: vec![0.0; n],
+            up_icpt: vec![0.0; n],
+            unstable: vec![false; n],
+        };
+        for e in 0..n {
+            let (l, u) = (pre.lower[e], pre.upper[e]);
+            if l >= 0.0 {
+                r.lo_slope[e] = 1.0;
+                r.up_slope[e] = 1.0;
+            } else if u <= 0.0 {
+                r.lo_slope[e] = leak;
+                r.up_slope[e] = leak;
+            } else {
+                // Chord through (l, a·l) and (u, u): slope (u − a·l)/(u − l), rounded up; it stays above the
+                // function on [l, u] since it pivots at the left end.
+                let s = ((u - leak * l).next_up() / (u - l).next_down()).next_up();
+                r.up_slope[e] = s.min(1.0).max(leak);
+                // Intercept at z = 0 from the left pivot: a·l − s·l = (s − a)(−l) ≥ 0, rounded up.
+                r.up_icpt[e] = ((r.up_slope[e] - leak).next_up() * (-l)).next_up();
+                r.lo_slope[e] = if u >= -l { 1.0 } else { leak };
+                r.unstable[e] = true;
+            }
+        }
+        r
+    }
+
+    /// The lower slope of element `e`: `alpha` (clamped to `[leak, 1]`, where every line through the origin
+    /// stays below the function) for an unstable element when given, else CROWN's.
+    fn lower_slope(&self, e: usize, alpha: Option<f64>) -> f64 {
+        match alpha {
+            Some(a) if self.unstable[e] => a.clamp(self.leak, 1.0),
+            _ => self.lo_slope[e],
+        }
+    }
+}
+
+/// Linear bounds `z ≥ a_l·x + b_l` and `z ≤ a_u·x + b_u` of a sigmoid or tanh on each element's input range
+/// `[l, u]` (`pre`): chord and midpoint tangent where the function is convex (`u ≤ 0`) or concave (`l ≥ 0`),
+/// constants from the node's own bounds (`own`) where the range straddles 0. Returns (lower, upper) lines as
+/// (slope, intercept).
+#[allow(clippy::type_complexity)]
+fn s_shaped_lines(
+    op: &Op,
+    pre: &NodeBounds,
+    own: &NodeBounds,
+) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
+    let (f, df): (ScalarFn, ScalarFn) = match op {
+        Op::Sigmoid => (sigmoid, |x| {
+            let s = sigmoid(x);
+            s * (1.0 - s)
+        }),
+        _ => (f64::tanh, |x| {
+            let t = x.tanh();
+            1.0 - t * t
+        }),
+    };
+    let n = pre.lower.len();
+    let mut lo = vec![(0.0, 0.0); n];
+    let mut up = vec![(0.0, 0.0); n];
+    for e in 0..n {
+        let (l, u) = (pre.lower[e], pre.upper[e]);
+        lo[e] = (0.0, own.lower[e]);
+        up[e] = (0.0, own.upper[e]);
+        if !(l.is_finite() && u.is_finite()) || u - l < 1e-12 || (l < 0.0 && u > 0.0) {
+            continue;
+        }
+        let (fl, fu) = (f(l), f(u));
+        let chord = (fu - fl) / (u - l);
+        let chord_icpt = fl - chord * l;
+        let d = l + (u - l) / 2.0;
+        let tangent = df(d);
+        let tangent_icpt = f(d) - tangent * d;
+        // A generous allowance for libm error in f and f', the rounding of slopes and intercepts, and the
+        // slope error times the interval width: the lines move outward by it.
+        let delta = 1e-12
+            * (1.0 + fl.abs() + fu.abs() + (chord.abs() + tangent.abs()) * (l.abs() + u.abs()));
+        let (lower_line, upper_line) = if u <= 0.0 {
+            ((tangent, tangent_icpt - delta), (chord, chord_icpt + delta))
+        } else {
+            ((chord, chord_icpt - delta), (tangent, tangent_icpt + delta))
+        };
+        lo[e] = lower_line;
+        up[e] = upper_line;
+    }
+    (lo, up)
+}
+
 impl Bounder<'_> {
     pub fn graph(&self) -> &Graph {
         &self.model.graph
@@ -320,7 +465,7 @@ impl Bounder<'_> {
         // Nodes whose nonlinear consumers are all ReLUs: only their unstable neurons need tighter bounds (a
         // stable ReLU's relaxation is exact whatever its bounds).
         let mut relu_fed = vec![true; nodes.len()];
-        if method == Method::Crown {
+        if method.is_linear_relaxation() {
             for n in nodes {
                 if is_relaxed_nonlinear(&n.op) {
                     for j in &n.inputs {
@@ -391,6 +536,201 @@ impl Bounder<'_> {
         let coeffs =
             coeffs.unwrap_or_else(|| Array2::zeros((c.nrows(), self.graph().input_size())));
         (lower, coeffs)
+    }
+
+    /// α-CROWN on the output: lower bounds of `c·y` like [`Self::output_lower_with_input_coeffs`], with the
+    /// lower ReLU slopes of the objective's backward pass optimized per row and neuron by `iterations` steps of
+    /// projected sign-gradient ascent (intermediate bounds stay as given). Any slope in `[leak, 1]` gives a
+    /// sound bound, so the optimizer only affects tightness; each row keeps its best bound (the first is
+    /// CROWN's). The gradient is exact for the linear bound without its rounding terms: the bound is the
+    /// relaxed network's value at the minimizing input vertex `x*`, so `∂bound/∂α = λ·ẑ(x*)`, with `λ` the
+    /// row's coefficient on the ReLU's output and `ẑ` its input in the relaxed network, computed by one
+    /// forward pass of the relaxed network for all rows.
+    ///
+    /// `done` sees the current bounds after each pass; returning `true` stops early (e.g. once they prove what
+    /// was asked). The deadline of [`Self::with_deadline`] stops it too.
+    pub fn output_lower_alpha(
+        &self,
+        c: &Array2<f64>,
+        bounds: &[NodeBounds],
+        iterations: usize,
+        done: &dyn Fn(&[f64]) -> bool,
+    ) -> (Vec<f64>, Array2<f64>) {
+        let out = self.graph().output_id().0;
+        let n_in = self.graph().input_size();
+        let rows = c.nrows();
+        let mut relax = Relaxation {
+            record: iterations > 0,
+            ..Relaxation::default()
+        };
+        let (mut lower, a) = self.backward_relaxed(out, c.clone(), bounds, &mut relax);
+        let mut coeffs = a.unwrap_or_else(|| Array2::zeros((rows, n_in)));
+        let nodes = self.graph().nodes();
+        let relus: Vec<(usize, ReluRelaxation)> = (0..relax.tape.len())
+            .filter(|&i| {
+                relax.tape[i].is_some() && matches!(nodes[i].op, Op::Relu | Op::LeakyRelu { .. })
+            })
+            .map(|i| {
+                (
+                    i,
+                    ReluRelaxation::new(&nodes[i].op, &bounds[nodes[i].inputs[0].0]),
+                )
+            })
+            .filter(|(_, r)| r.unstable.iter().any(|&u| u))
+            .collect();
+        if iterations == 0 || relus.is_empty() || done(&lower) {
+            return (lower, coeffs);
+        }
+        // Start from CROWN's slopes.
+        let mut alpha: Vec<Option<Array2<f64>>> = vec![None; out + 1];
+        for (i, r) in &relus {
+            let n = r.lo_slope.len();
+            alpha[*i] = Some(Array2::from_shape_fn((rows, n), |(_, e)| r.lo_slope[e]));
+        }
+        let mut a_now = coeffs.clone();
+        let mut step = 0.5;
+        for _ in 0..iterations {
+            if self.past_deadline() {
+                break;
+            }
+            // Gradient at the current slopes, from the last pass's tape and input coefficients.
+            let xstar = Array2::from_shape_fn((rows, n_in), |(r, t)| {
+                if a_now[[r, t]] >= 0.0 {
+                    bounds[0].lower[t]
+                } else {
+                    bounds[0].upper[t]
+                }
+            });
+            relax.alpha = alpha;
+            let values = self.relaxed_forward(xstar, out, bounds, &relax);
+            let mut alpha_next = std::mem::take(&mut relax.alpha);
+            for (i, r) in &relus {
+                let (Some(al), Some(tape)) = (alpha_next[*i].as_mut(), relax.tape[*i].as_ref())
+                else {
+                    continue;
+                };
+                let z = values[nodes[*i].inputs[0].0]
+                    .as_ref()
+                    .expect("every node before the output has a value");
+                let z = z
+                    .view()
+                    .into_shape_with_order((rows, r.lo_slope.len()))
+                    .expect("standard layout");
+                // Sign-gradient steps with a decaying size: robust to the gradient's scale, which varies by
+                // layer and row.
+                ndarray::Zip::indexed(al).for_each(|(row, e), v| {
+                    let lam = tape[[row, e]];
+                    if r.unstable[e] && lam > 0.0 {
+                        let g = lam * z[[row, e]];
+                        if g != 0.0 {
+                            *v = (*v + step * g.signum()).clamp(r.leak, 1.0);
+                        }
+                    }
+                });
+            }
+            step *= 0.7;
+            relax.alpha = alpha_next;
+            let (l, a) = self.backward_relaxed(out, c.clone(), bounds, &mut relax);
+            a_now = a.unwrap_or_else(|| Array2::zeros((rows, n_in)));
+            for r in 0..rows {
+                if l[r] > lower[r] {
+                    lower[r] = l[r];
+                    coeffs.row_mut(r).assign(&a_now.row(r));
+                }
+            }
+            alpha = std::mem::take(&mut relax.alpha);
+            if done(&lower) {
+                break;
+            }
+        }
+        (lower, coeffs)
+    }
+
+    /// The relaxed network of a backward pass evaluated at one input per row (`x`, `[rows, inputs]`): affine
+    /// nodes as they are, each nonlinear node replaced by the linear bound that row's pass used there (by the
+    /// sign of its recorded coefficient in `relax.tape`; the lower one where nothing was recorded). Values of
+    /// nodes `0..=upto`, each `[rows, shape...]`.
+    fn relaxed_forward(
+        &self,
+        x: Array2<f64>,
+        upto: usize,
+        bounds: &[NodeBounds],
+        relax: &Relaxation,
+    ) -> Vec<Option<ArrayD<f64>>> {
+        let nodes = self.graph().nodes();
+        let k = x.nrows();
+        let mut values: Vec<Option<ArrayD<f64>>> = vec![None; upto + 1];
+        let mut s0 = vec![k];
+        s0.extend(&nodes[0].shape);
+        values[0] = Some(
+            x.into_shape_with_order(IxDyn(&s0))
+                .expect("row length is the input size"),
+        );
+        for i in 1..=upto {
+            let node = &nodes[i];
+            let tape = relax.tape.get(i).and_then(|t| t.as_ref());
+            // The bound the pass used for row r, element e: lower when the coefficient was ≥ 0.
+            let use_lower = |r: usize, e: usize| tape.is_none_or(|t| t[[r, e]] >= 0.0);
+            let y = if node.op.is_affine() {
+                let ins: Vec<&ArrayD<f64>> = node
+                    .inputs
+                    .iter()
+                    .map(|j| values[j.0].as_ref().expect("operands come first"))
+                    .collect();
+                self.exact.node_forward(i, &ins, k)
+            } else {
+                let n = node.numel();
+                let mut shape = vec![k];
+                shape.extend(&node.shape);
+                let mut y = Array2::<f64>::zeros((k, n));
+                match &node.op {
+                    Op::Relu | Op::LeakyRelu { .. } => {
+                        let j = node.inputs[0].0;
+                        let rr = ReluRelaxation::new(&node.op, &bounds[j]);
+                        let z = values[j].as_ref().expect("operands come first");
+                        let z = z
+                            .view()
+                            .into_shape_with_order((k, n))
+                            .expect("standard layout");
+                        let alpha = relax.alpha.get(i).and_then(|a| a.as_ref());
+                        ndarray::Zip::indexed(&mut y).for_each(|(r, e), v| {
+                            let zv = z[[r, e]];
+                            *v = if use_lower(r, e) {
+                                rr.lower_slope(e, alpha.map(|a| a[[r, e]])) * zv
+                            } else {
+                                rr.up_slope[e] * zv + rr.up_icpt[e]
+                            };
+                        });
+                    }
+                    Op::Sigmoid | Op::Tanh => {
+                        let j = node.inputs[0].0;
+                        let (lo, up) = s_shaped_lines(&node.op, &bounds[j], &bounds[i]);
+                        let z = values[j].as_ref().expect("operands come first");
+                        let z = z
+                            .view()
+                            .into_shape_with_order((k, n))
+                            .expect("standard layout");
+                        ndarray::Zip::indexed(&mut y).for_each(|(r, e), v| {
+                            let (slope, icpt) = if use_lower(r, e) { lo[e] } else { up[e] };
+                            *v = slope * z[[r, e]] + icpt;
+                        });
+                    }
+                    _ => {
+                        let b = &bounds[i];
+                        ndarray::Zip::indexed(&mut y).for_each(|(r, e), v| {
+                            *v = if use_lower(r, e) {
+                                b.lower[e]
+                            } else {
+                                b.upper[e]
+                            };
+                        });
+                    }
+                }
+                y.into_shape_with_order(IxDyn(&shape)).expect("sizes agree")
+            };
+            values[i] = Some(y);
+        }
+        values
     }
 
     /// IBP through node `i` from its operands' bounds.
@@ -606,6 +946,21 @@ impl Bounder<'_> {
         lam: Array2<f64>,
         bounds: &[NodeBounds],
     ) -> (Vec<f64>, Option<Array2<f64>>) {
+        self.backward_relaxed(start, lam, bounds, &mut Relaxation::default())
+    }
+
+    /// [`Self::backward`] with α-CROWN's lower slopes from `relax.alpha` and, if `relax.record`, each
+    /// nonlinear node's coefficients before relaxation recorded in `relax.tape`.
+    fn backward_relaxed(
+        &self,
+        start: usize,
+        lam: Array2<f64>,
+        bounds: &[NodeBounds],
+        relax: &mut Relaxation,
+    ) -> (Vec<f64>, Option<Array2<f64>>) {
+        if relax.record {
+            relax.tape = vec![None; start + 1];
+        }
         let g = self.graph();
         let nodes = g.nodes();
         let k = lam.nrows();
@@ -673,51 +1028,30 @@ impl Bounder<'_> {
                     }
                 }
                 Op::Relu | Op::LeakyRelu { .. } => {
-                    let alpha = match node.op {
-                        Op::LeakyRelu { alpha } => alpha as f64,
-                        _ => 0.0,
-                    };
                     let j = node.inputs[0].0;
-                    let pre = &bounds[j];
+                    let relax_i = ReluRelaxation::new(&node.op, &bounds[j]);
                     let n = lam_i.len() / k;
                     let mut l2 = lam_i
                         .into_shape_with_order((k, n))
                         .expect("standard layout");
-                    // Per element: lower slope (for λ ≥ 0), upper slope and intercept (for λ < 0).
-                    let mut lo_slope = vec![0.0; n];
-                    let mut up_slope = vec![0.0; n];
-                    let mut up_icpt = vec![0.0; n];
-                    for e in 0..n {
-                        let (l, u) = (pre.lower[e], pre.upper[e]);
-                        if l >= 0.0 {
-                            lo_slope[e] = 1.0;
-                            up_slope[e] = 1.0;
-                        } else if u <= 0.0 {
-                            lo_slope[e] = alpha;
-                            up_slope[e] = alpha;
-                        } else {
-                            // Chord through (l, αl) and (u, u): slope (u − αl)/(u − l), rounded up; it stays
-                            // above the function on [l, u] since it pivots at the left end.
-                            let s = ((u - alpha * l).next_up() / (u - l).next_down()).next_up();
-                            up_slope[e] = s.min(1.0).max(alpha);
-                            // Intercept at ẑ = 0 from the left pivot: αl − s·l = (s − α)(−l) ≥ 0, rounded up.
-                            up_icpt[e] = ((up_slope[e] - alpha).next_up() * (-l)).next_up();
-                            lo_slope[e] = if u >= -l { 1.0 } else { alpha };
-                        }
+                    if relax.record {
+                        relax.tape[i] = Some(l2.clone());
                     }
-                    let mag = pre.magnitude();
+                    let alpha = relax.alpha.get(i).and_then(|a| a.as_ref());
+                    let mag = bounds[j].magnitude();
                     for (r, mut row) in l2.rows_mut().into_iter().enumerate() {
                         let mut c = 0.0;
                         let mut e_abs = 0.0;
                         for (e, a) in row.iter_mut().enumerate() {
                             let lam = *a;
                             if lam >= 0.0 {
-                                *a = lam * lo_slope[e];
+                                *a = lam * relax_i.lower_slope(e, alpha.map(|al| al[[r, e]]));
                             } else {
-                                *a = lam * up_slope[e];
-                                c += lam * up_icpt[e];
-                                e_abs += (lam * up_icpt[e]).abs();
+                                *a = lam * relax_i.up_slope[e];
+                                c += lam * relax_i.up_icpt[e];
+                                e_abs += (lam * relax_i.up_icpt[e]).abs();
                             }
+                            // Any slope lies in [leak, 1]: |λ·slope·z| ≤ |λ|·max|z|.
                             e_abs += (lam.abs() * mag[e]) * 1.01;
                         }
                         add_const(&mut d, &mut err, r, c);
@@ -727,60 +1061,17 @@ impl Bounder<'_> {
                     self.accumulate(&mut lams, &mut err, j, l2, bounds);
                 }
                 Op::Sigmoid | Op::Tanh => {
-                    // Linear bounds z ≥ a_l·x + b_l and z ≤ a_u·x + b_u on each element's input range [l, u]:
-                    // chord and midpoint tangent where the function is convex (u ≤ 0) or concave (l ≥ 0),
-                    // constants from the node's own bounds where the range straddles 0.
                     let j = node.inputs[0].0;
                     let pre = &bounds[j];
-                    let own = &bounds[i];
-                    let (f, df): (ScalarFn, ScalarFn) = match node.op {
-                        Op::Sigmoid => (sigmoid, |x| {
-                            let s = sigmoid(x);
-                            s * (1.0 - s)
-                        }),
-                        _ => (f64::tanh, |x| {
-                            let t = x.tanh();
-                            1.0 - t * t
-                        }),
-                    };
-                    let n = lam_i.len() / k;
-                    let mut lo = vec![(0.0, 0.0); n];
-                    let mut up = vec![(0.0, 0.0); n];
-                    for e in 0..n {
-                        let (l, u) = (pre.lower[e], pre.upper[e]);
-                        lo[e] = (0.0, own.lower[e]);
-                        up[e] = (0.0, own.upper[e]);
-                        if !(l.is_finite() && u.is_finite())
-                            || u - l < 1e-12
-                            || (l < 0.0 && u > 0.0)
-                        {
-                            continue;
-                        }
-                        let (fl, fu) = (f(l), f(u));
-                        let chord = (fu - fl) / (u - l);
-                        let chord_icpt = fl - chord * l;
-                        let d = l + (u - l) / 2.0;
-                        let tangent = df(d);
-                        let tangent_icpt = f(d) - tangent * d;
-                        // A generous allowance for libm error in f and f', the rounding of slopes and intercepts,
-                        // and the slope error times the interval width: the lines move outward by it.
-                        let delta = 1e-12
-                            * (1.0
-                                + fl.abs()
-                                + fu.abs()
-                                + (chord.abs() + tangent.abs()) * (l.abs() + u.abs()));
-                        let (lower_line, upper_line) = if u <= 0.0 {
-                            ((tangent, tangent_icpt - delta), (chord, chord_icpt + delta))
-                        } else {
-                            ((chord, chord_icpt - delta), (tangent, tangent_icpt + delta))
-                        };
-                        lo[e] = lower_line;
-                        up[e] = upper_line;
-                    }
+                    let (lo, up) = s_shaped_lines(&node.op, pre, &bounds[i]);
                     let mag = pre.magnitude();
+                    let n = lam_i.len() / k;
                     let mut l2 = lam_i
                         .into_shape_with_order((k, n))
                         .expect("standard layout");
+                    if relax.record {
+                        relax.tape[i] = Some(l2.clone());
+                    }
                     for (r, mut row) in l2.rows_mut().into_iter().enumerate() {
                         let mut c = 0.0;
                         let mut e_abs = 0.0;
@@ -797,10 +1088,12 @@ impl Bounder<'_> {
                     self.accumulate(&mut lams, &mut err, j, l2, bounds);
                 }
                 op if !op.is_affine() => {
-                    // Constant relaxation from the node's own bounds (sound for any op; tighter relaxations for
-                    // max-pool, clip and softmax come with α-CROWN).
+                    // Constant relaxation from the node's own bounds (sound for any op, exact for none).
                     let b = &bounds[i];
                     let l2 = rows(&lam_i);
+                    if relax.record {
+                        relax.tape[i] = Some(l2.clone());
+                    }
                     for (r, row) in l2.rows().into_iter().enumerate() {
                         let mut c = 0.0;
                         let mut m = 0.0;

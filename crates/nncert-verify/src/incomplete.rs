@@ -73,14 +73,45 @@ pub fn refute_case_detailed(
             c[[r, j]] = v;
         }
     }
+    let out = &bounds[out_id];
+    let mag = out.magnitude();
+    // The bad case needs c·y ≤ rhs (or <): row r refutes its disjunct when a lower bound beats rhs for sure,
+    // after the allowance for rounded coefficients.
+    let slack: Vec<f64> = rows
+        .iter()
+        .map(|k| {
+            k.coeffs
+                .iter()
+                .zip(&mag)
+                .map(|(a, m)| a.abs() * m)
+                .sum::<f64>()
+                * U
+                * 1.01
+        })
+        .collect();
+    let margin = |r: usize, lower: f64| (lower - slack[r]).next_down() - rows[r].rhs.next_up();
+    let owner: Vec<usize> = case
+        .output
+        .disjuncts
+        .iter()
+        .enumerate()
+        .flat_map(|(d, dj)| std::iter::repeat_n(d, dj.constraints.len()))
+        .collect();
     let (lower, coeffs) = if rows.is_empty() {
         (vec![], Array2::zeros((0, graph.input_size())))
+    } else if method.alpha_iterations() > 0 {
+        let all_refuted = |lower: &[f64]| {
+            let mut refuted = vec![false; case.output.disjuncts.len()];
+            for (r, &lb) in lower.iter().enumerate() {
+                refuted[owner[r]] |= margin(r, lb) > 0.0;
+            }
+            refuted.iter().all(|&v| v)
+        };
+        bounder.output_lower_alpha(&c, &bounds, method.alpha_iterations(), &all_refuted)
     } else {
         bounder.output_lower_with_input_coeffs(&c, &bounds)
     };
     let mut split_scores = vec![0.0; graph.input_size()];
-    let out = &bounds[out_id];
-    let mag = out.magnitude();
     let mut r = 0;
     let refuted = case
         .output
@@ -89,21 +120,11 @@ pub fn refute_case_detailed(
         .map(|d| {
             let mut refuted = false;
             let mut best: Option<(f64, usize)> = None;
-            for k in &d.constraints {
-                let slack: f64 = k
-                    .coeffs
-                    .iter()
-                    .zip(&mag)
-                    .map(|(a, m)| a.abs() * m)
-                    .sum::<f64>()
-                    * U
-                    * 1.01;
-                // The bad case needs c·y ≤ rhs (or <). Refuted when a lower bound beats rhs for sure.
-                let lb = (lower[r] - slack).next_down();
-                if lb > k.rhs.next_up() {
+            for _ in &d.constraints {
+                let gap = margin(r, lower[r]);
+                if gap > 0.0 {
                     refuted = true;
                 }
-                let gap = lb - k.rhs;
                 if best.is_none_or(|(g, _)| gap > g) {
                     best = Some((gap, r));
                 }

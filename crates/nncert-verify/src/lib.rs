@@ -179,10 +179,17 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
             bab::BabOutcome::Counterexample { cex, .. } => Some(Verdict::Sat(cex)),
             bab::BabOutcome::Undecided { .. } => None,
         },
-        None => incomplete::prove(graph, property, nncert_bounds::Method::Crown, proof_deadline)
-            .then(|| Verdict::Unsat {
-                method: "CROWN bounds (sound under floating point: explicit rounding-error terms)".into(),
-            }),
+        None => {
+            // α-CROWN: CROWN everywhere, then the output objective's ReLU slopes optimized where CROWN alone
+            // falls short (it stops as soon as the bounds prove the case).
+            let alpha = nncert_bounds::Method::Alpha {
+                iterations: nncert_bounds::ALPHA_ITERATIONS,
+            };
+            incomplete::prove(graph, property, alpha, proof_deadline).then(|| Verdict::Unsat {
+                method: "CROWN / α-CROWN bounds (sound under floating point: explicit rounding-error terms)"
+                    .into(),
+            })
+        }
     };
     if let Some(verdict) = first_proof {
         let best_margin = match &verdict {

@@ -168,7 +168,7 @@ pub enum BoundsMethod {
     Ibp,
     /// Backward linear relaxation (CROWN / DeepPoly).
     Crown,
-    /// α-CROWN: CROWN with optimized lower ReLU slopes (feed-forward ReLU networks).
+    /// α-CROWN: CROWN with optimized lower ReLU slopes.
     Alpha,
 }
 
@@ -181,10 +181,17 @@ pub fn print_bounds(
     alpha_iterations: usize,
 ) -> anyhow::Result<()> {
     let mut proved = true;
+    // α-CROWN takes the dense engine on feed-forward ReLU nets (α on every layer's objective there), the
+    // generic one (α on the output objective) on everything else.
+    let dense = nncert_bounds::dense::DenseReluNet::from_graph(graph)
+        .filter(|_| method == BoundsMethod::Alpha);
     let name = match method {
         BoundsMethod::Ibp => "interval (IBP)".to_string(),
         BoundsMethod::Crown => "CROWN".to_string(),
-        BoundsMethod::Alpha => format!("α-CROWN ({alpha_iterations} iterations, dense engine)"),
+        BoundsMethod::Alpha if dense.is_some() => {
+            format!("α-CROWN ({alpha_iterations} iterations, dense engine)")
+        }
+        BoundsMethod::Alpha => format!("α-CROWN ({alpha_iterations} iterations)"),
     };
     let print_case = |ci: usize, dim: usize, out: (&[f64], &[f64])| {
         println!("case {ci}: {dim} inputs in a box");
@@ -204,15 +211,9 @@ pub fn print_bounds(
             }
         );
     };
-    if method == BoundsMethod::Alpha {
-        let Some(net) = nncert_bounds::dense::DenseReluNet::from_graph(graph) else {
-            anyhow::bail!(
-                "--method alpha needs a feed-forward ReLU network (Linear → ReLU → … → Linear); this model has \
-                 other operations (see `nncert inspect`): use --method crown"
-            );
-        };
+    if let Some(net) = &dense {
         for (ci, case) in prop.cases.iter().enumerate() {
-            let res = nncert_verify::incomplete::dense_case_bounds(&net, case, alpha_iterations);
+            let res = nncert_verify::incomplete::dense_case_bounds(net, case, alpha_iterations);
             print_case(ci, case.input.dim(), (&res.output.lower, &res.output.upper));
             for (di, m) in res.margins.iter().enumerate() {
                 print_disjunct(di, m, res.refuted[di]);
@@ -220,10 +221,12 @@ pub fn print_bounds(
             proved &= res.refuted.iter().all(|&r| r);
         }
     } else {
-        let generic = if method == BoundsMethod::Ibp {
-            nncert_bounds::Method::Interval
-        } else {
-            nncert_bounds::Method::Crown
+        let generic = match method {
+            BoundsMethod::Ibp => nncert_bounds::Method::Interval,
+            BoundsMethod::Crown => nncert_bounds::Method::Crown,
+            BoundsMethod::Alpha => nncert_bounds::Method::Alpha {
+                iterations: alpha_iterations,
+            },
         };
         let model = nncert_bounds::BoundModel::new(graph);
         let bounder = model.bounder();

@@ -70,7 +70,8 @@ enum Command {
         /// The property (.vnnlib).
         property: PathBuf,
         /// ibp (interval arithmetic), crown (backward linear relaxation, CROWN/DeepPoly) or alpha (α-CROWN:
-        /// CROWN with lower ReLU slopes optimized by gradient ascent; feed-forward ReLU networks only).
+        /// CROWN with the objective's lower ReLU slopes optimized by gradient ascent; on feed-forward ReLU
+        /// networks by the dense engine, elsewhere on every op of the IR).
         #[arg(long, value_enum, default_value = "crown")]
         method: io::BoundsMethod,
         /// Iterations of α-CROWN's slope optimization (with --method alpha).
