@@ -57,7 +57,11 @@ fn sampled_outputs_lie_inside_the_bounds() {
                     (lo + t * (hi - lo)).clamp(lo, hi)
                 });
                 let y = ev.forward(x.view()).unwrap();
-                for method in [Method::Interval, Method::Crown] {
+                let alpha = Method::Alpha {
+                    iterations: 10,
+                    intermediate: 3,
+                };
+                for method in [Method::Interval, Method::Crown, alpha] {
                     let b = &bounder.node_bounds(&case.input, method)[graph.output_id().0];
                     for row in y.rows() {
                         for (e, &v) in row.iter().enumerate() {

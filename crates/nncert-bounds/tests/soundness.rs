@@ -120,13 +120,18 @@ fn random_cnn(rng: &mut ChaCha8Rng) -> Graph {
     let y = b.push("act", activation(rng), vec![y], None).unwrap();
     let s = b.shape(y).clone();
     let (oh, ow) = (s[2], s[3]);
+    // Overlapping (stride 1) and disjoint windows, with and without padding.
+    let kp = rng.random_range(2..4).min(oh).min(ow);
+    let stride = rng.random_range(1..3);
+    let ppad = rng.random_range(0..2).min(kp - 1);
     let pool = Pool {
-        kernel: [2, 2],
-        strides: [1, 1],
-        pads: [0, 0, 0, 0],
+        kernel: [kp, kp],
+        strides: [stride, stride],
+        pads: [ppad, ppad, ppad, ppad],
         dilations: [1, 1],
     };
-    let pshape = vec![1, co, oh - 1, ow - 1];
+    let side = |n: usize| (n + 2 * ppad - kp) / stride + 1;
+    let pshape = vec![1, co, side(oh), side(ow)];
     let p = if rng.random_bool(0.5) {
         b.push("maxpool", Op::MaxPool(pool), vec![y], Some(pshape))
             .unwrap()
@@ -243,7 +248,10 @@ fn check(graph: &Graph, rng: &mut ChaCha8Rng, points: usize) -> (usize, usize) {
     for method in [
         Method::Interval,
         Method::Crown,
-        Method::Alpha { iterations: 10 },
+        Method::Alpha {
+            iterations: 10,
+            intermediate: 3,
+        },
     ] {
         let bounds = bounder.node_bounds(&ibox, method);
         // Every node: re-evaluate the graph truncated at that node is costly; instead compare the output and
@@ -269,7 +277,7 @@ fn check(graph: &Graph, rng: &mut ChaCha8Rng, points: usize) -> (usize, usize) {
         let m = graph.output_size();
         let c = Array2::from_shape_fn((3, m), |_| rng.random::<f64>() * 2.0 - 1.0);
         let lb = match method {
-            Method::Alpha { iterations } => {
+            Method::Alpha { iterations, .. } => {
                 // Against CROWN on the same objectives (same node bounds): never looser.
                 let crown = bounder.output_lower(&c, &bounds);
                 let (lb, _) = bounder.output_lower_alpha(&c, &bounds, iterations, &|_| false);
@@ -424,4 +432,56 @@ fn crown_is_at_least_as_tight_as_interval() {
             }
         }
     }
+}
+
+#[test]
+fn max_pool_relaxation_is_linear_and_exact_when_one_element_dominates() {
+    // y = max(x0, x1) next to x itself: outputs [y, x0, x1].
+    let mut b = GraphBuilder::new("x", vec![1, 1, 2]);
+    let x = b.input_id();
+    let pool = Pool {
+        kernel: [1, 2],
+        strides: [1, 1],
+        pads: [0, 0, 0, 0],
+        dilations: [1, 1],
+    };
+    let y = b
+        .push("maxpool", Op::MaxPool(pool), vec![x], Some(vec![1, 1, 1]))
+        .unwrap();
+    let cat = b
+        .push("concat", Op::Concat { axis: 2 }, vec![y, x], None)
+        .unwrap();
+    let flat = b
+        .push("flatten", Op::Reshape, vec![cat], Some(vec![3]))
+        .unwrap();
+    let g = b.finish(flat);
+    let model = BoundModel::new(&g);
+    let bounder = model.bounder();
+    let objective = |c: [f64; 3], lower: [f64; 2], upper: [f64; 2], method: Method| {
+        let ibox = InputBox {
+            lower: lower.to_vec(),
+            upper: upper.to_vec(),
+        };
+        let bounds = bounder.node_bounds(&ibox, method);
+        bounder.output_lower(
+            &Array2::from_shape_vec((1, 3), c.to_vec()).unwrap(),
+            &bounds,
+        )[0]
+    };
+    let near = |v: f64, want: f64| v <= want && v > want - 1e-9;
+    // x0 ∈ [2, 3] dominates x1 ∈ [0, 1]: y = x0, so y − x0 and x0 − y are both ≥ 0 (intervals alone: ≥ −1).
+    for c in [[1.0, -1.0, 0.0], [-1.0, 1.0, 0.0]] {
+        let crown = objective(c, [2.0, 0.0], [3.0, 1.0], Method::Crown);
+        assert!(near(crown, 0.0), "{c:?}: CROWN {crown}");
+    }
+    // Overlapping ranges x0 ∈ [0, 2], x1 ∈ [1, 3]: y ≥ x1 (the larger lower bound) still gives y − x1 ≥ 0;
+    // x1 − y has no linear lower bound better than x1 − max upper = 1 − 3.
+    assert!(near(
+        objective([1.0, 0.0, -1.0], [0.0, 1.0], [2.0, 3.0], Method::Crown),
+        0.0
+    ));
+    assert!(near(
+        objective([-1.0, 0.0, 1.0], [0.0, 1.0], [2.0, 3.0], Method::Crown),
+        -2.0
+    ));
 }

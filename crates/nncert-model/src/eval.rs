@@ -339,6 +339,24 @@ fn for_each_window(
     }
 }
 
+/// The windows of a pooling op from `in_shape` to `out_shape` (per-sample `[.., C, H, W]`): for every output
+/// element (row-major over channels and positions), the row-major indices of the in-bounds input elements it
+/// pools. Bound propagation reads them to relax max-pooling.
+pub fn pool_windows(p: &Pool, in_shape: &[usize], out_shape: &[usize]) -> Vec<Vec<usize>> {
+    let (_, h, w) = chw(in_shape);
+    let (_, oh, ow) = chw(out_shape);
+    let planes = in_shape.iter().product::<usize>() / (h * w).max(1);
+    let mut plane = vec![Vec::new(); oh * ow];
+    for_each_window(p, (h, w), (oh, ow), |o, it| plane[o] = it.collect());
+    (0..planes)
+        .flat_map(|ch| {
+            plane
+                .iter()
+                .map(move |win| win.iter().map(|&i| ch * h * w + i).collect())
+        })
+        .collect()
+}
+
 /// Number of window positions inside the *padded* input (ONNX's divisor with `count_include_pad`): a ceil-mode
 /// window that runs past the padding does not count the positions beyond it.
 fn padded_window_size<T: Real>(p: &Pool, (h, w): (usize, usize), (a, b): (usize, usize)) -> T {

@@ -55,6 +55,69 @@ impl QueueLimits {
     }
 }
 
+/// Per case of a property, layer bounds over the case's (one-ulp widened) box to start the search from, or
+/// `None`. Tighter root bounds tighten every sub-domain that inherits them.
+pub type RootPriors = Vec<Option<Arc<DenseBounds>>>;
+
+/// The dense engine's layer bounds read from the generic engine's node bounds of the same graph (`bounds[i]`
+/// for node `i`): each dense layer's pre-activations are a Linear node's output (an output ReLU's identity
+/// layer: the ReLU's output). `None` if the graph is not the dense net's.
+pub fn dense_bounds_from_nodes(
+    graph: &Graph,
+    net: &DenseReluNet,
+    bounds: &[nncert_bounds::NodeBounds],
+) -> Option<DenseBounds> {
+    let mut ids: Vec<usize> = graph
+        .nodes()
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| matches!(n.op, nncert_model::Op::Linear(_)))
+        .map(|(i, _)| i)
+        .collect();
+    if matches!(graph.node(graph.output_id()).op, nncert_model::Op::Relu) {
+        ids.push(graph.output_id().0);
+    }
+    if ids.len() != net.depth() {
+        return None;
+    }
+    Some(DenseBounds {
+        layers: ids
+            .iter()
+            .map(|&i| bounds.get(i).cloned())
+            .collect::<Option<_>>()?,
+    })
+}
+
+/// Root priors from the generic engine's α-CROWN (slopes optimized for every intermediate neuron too, which
+/// the dense engine does not do), computed until `deadline` (past it, still sound, only looser). Also says
+/// whether those bounds alone refute every case (a proof: same soundness rules as [`crate::incomplete`]).
+pub fn alpha_root_priors(
+    net: &DenseReluNet,
+    graph: &Graph,
+    property: &Property,
+    deadline: Instant,
+) -> (RootPriors, bool) {
+    let model = nncert_bounds::BoundModel::new(graph);
+    let bounder = model.bounder().with_deadline(deadline);
+    let method = nncert_bounds::Method::Alpha {
+        iterations: nncert_bounds::ALPHA_ITERATIONS,
+        intermediate: nncert_bounds::ALPHA_INTERMEDIATE_ITERATIONS,
+    };
+    let mut proved = true;
+    let mut priors = Vec::with_capacity(property.cases.len());
+    for case in &property.cases {
+        if Instant::now() >= deadline {
+            proved = false;
+            priors.push(None);
+            continue;
+        }
+        let res = crate::incomplete::refute_case_detailed(&bounder, case, method, None, true);
+        proved &= res.refuted.iter().all(|&r| r);
+        priors.push(dense_bounds_from_nodes(graph, net, &res.bounds).map(Arc::new));
+    }
+    (priors, proved)
+}
+
 struct Domain {
     input: InputBox,
     /// Disjuncts not refuted on an ancestor.
@@ -211,6 +274,7 @@ pub fn input_split_dense(
     property: &Property,
     deadline: Instant,
     limits: QueueLimits,
+    root_priors: &[Option<Arc<DenseBounds>>],
 ) -> BabOutcome {
     let threads = rayon::current_num_threads().max(1);
     let mut domains = 0u64;
@@ -230,7 +294,7 @@ pub fn input_split_dense(
         queue.push(Domain {
             input: case.input.clone(),
             live: (0..case_rows.n_disjuncts).collect(),
-            prior: None,
+            prior: root_priors.get(ci).cloned().flatten(),
             parent_gap: f64::INFINITY,
             parent_probe: f64::NEG_INFINITY,
         });

@@ -96,6 +96,7 @@ pub fn relu_split_dense(
     deadline: Instant,
     max_open: usize,
     leaf: Option<&dyn LeafSolver>,
+    root_priors: &[Option<Arc<DenseBounds>>],
 ) -> (BabOutcome, LeafStats) {
     let threads = rayon::current_num_threads().max(1);
     let mut domains = 0u64;
@@ -119,7 +120,7 @@ pub fn relu_split_dense(
             deadline,
         };
         let mut stack = vec![Domain {
-            prior: None,
+            prior: root_priors.get(ci).cloned().flatten(),
             live: (0..rows.n_disjuncts).collect(),
             refine_from: 0,
             leaf_tried: false,

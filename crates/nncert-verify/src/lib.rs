@@ -170,6 +170,7 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
                 with_priors: 1,
                 max_open: 1,
             },
+            &[],
         ) {
             bab::BabOutcome::Proved { .. } => Some(Verdict::Unsat {
                 method: "linear-relaxation bounds on the whole input region (dense path: forward relaxation \
@@ -180,12 +181,23 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
             bab::BabOutcome::Undecided { .. } => None,
         },
         None => {
-            // α-CROWN: CROWN everywhere, then the output objective's ReLU slopes optimized where CROWN alone
-            // falls short (it stops as soon as the bounds prove the case).
-            let alpha = nncert_bounds::Method::Alpha {
+            // CROWN everywhere with the objective's ReLU slopes optimized where CROWN alone falls short (it stops
+            // as soon as the bounds prove the case); then, if that was quick enough to afford about 8× its time,
+            // α-CROWN on the intermediate nodes too.
+            let objective_only = nncert_bounds::Method::Alpha {
                 iterations: nncert_bounds::ALPHA_ITERATIONS,
+                intermediate: 0,
             };
-            incomplete::prove(graph, property, alpha, proof_deadline).then(|| Verdict::Unsat {
+            let full = nncert_bounds::Method::Alpha {
+                iterations: nncert_bounds::ALPHA_ITERATIONS,
+                intermediate: nncert_bounds::ALPHA_INTERMEDIATE_ITERATIONS,
+            };
+            let proved = incomplete::prove(graph, property, objective_only, proof_deadline) || {
+                let spent = start.elapsed();
+                Instant::now() + spent * 8 < proof_deadline
+                    && incomplete::prove(graph, property, full, proof_deadline)
+            };
+            proved.then(|| Verdict::Unsat {
                 method: "CROWN / α-CROWN bounds (sound under floating point: explicit rounding-error terms)"
                     .into(),
             })
@@ -206,6 +218,28 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
         };
     }
     let deadline = start + options.timeout;
+    // Dense nets: the generic engine's α-CROWN with intermediate slopes (which the dense engine lacks) on the
+    // whole region, within a fifth of the budget: a proof by itself, or tighter root bounds for the search.
+    let mut root_priors: dense_bab::RootPriors = Vec::new();
+    if let Some(net) = &dense {
+        let alpha_deadline = (Instant::now() + options.timeout / 5).min(deadline);
+        let (priors, proved) = dense_bab::alpha_root_priors(net, graph, property, alpha_deadline);
+        if proved {
+            return VerifyResult {
+                verdict: Verdict::Unsat {
+                    method: "α-CROWN bounds on the whole input region (slopes optimized for every neuron; sound \
+                             under floating point: explicit rounding-error terms)"
+                        .into(),
+                },
+                elapsed: start.elapsed(),
+                best_margin: f64::INFINITY,
+                evaluations: 0,
+                domains: 0,
+                leaves: Default::default(),
+            };
+        }
+        root_priors = priors;
+    }
     // Input splitting pays when few inputs vary (ACAS Xu: 5; some properties fix all but a few of many inputs).
     let small_input = max_free_dims(property) <= bab::MAX_INPUTS;
     // With branch-and-bound to follow, the falsifier first gets a short slice (most counterexamples fall at
@@ -238,7 +272,14 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
         let bab_outcome = match &dense {
             Some(net) if small_input => {
                 let limits = dense_bab::QueueLimits::for_net(net, options.memory_limit);
-                dense_bab::input_split_dense(net, graph, property, bab_deadline, limits)
+                dense_bab::input_split_dense(
+                    net,
+                    graph,
+                    property,
+                    bab_deadline,
+                    limits,
+                    &root_priors,
+                )
             }
             Some(net) => {
                 // A ReLU-split domain holds its own (clamped) copy of every layer's bounds.
@@ -251,6 +292,7 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
                     bab_deadline,
                     max_open,
                     options.leaf_solver.as_deref(),
+                    &root_priors,
                 );
                 leaf_stats = stats;
                 outcome

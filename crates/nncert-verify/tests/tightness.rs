@@ -112,20 +112,24 @@ fn ibp_crown_alpha_are_ordered_and_sound_on_benchmark_nets() {
     assert!(crown_strict > 0 && alpha_strict > 0);
 }
 
-/// The generic engine (every op of the IR) on networks the dense path does not take: sigmoid/tanh MLPs with
-/// Sub/Div normalization (eran) and convolutional nets (oval21): IBP ⊇ CROWN ⊇ α-CROWN per constraint, and
-/// the α-CROWN bound holds at sampled points and vertices (evaluated by the f64 executor).
+/// The generic engine (every op of the IR): sigmoid/tanh MLPs with Sub/Div normalization (eran),
+/// convolutional nets (oval21) and ACAS Xu: IBP ⊇ CROWN ⊇ α-CROWN (slopes optimized on intermediate nodes
+/// too) per constraint, and the α-CROWN bound holds at sampled points and vertices (f64 executor).
 #[test]
 fn generic_ibp_crown_alpha_are_ordered_and_sound_on_benchmark_nets() {
     let Some(dir) = common::benchmarks(
-        &["eran/instances.csv", "oval21/instances.csv"],
+        &[
+            "eran/instances.csv",
+            "oval21/instances.csv",
+            "acasxu/instances.csv",
+        ],
         "generic tightness-order test",
     ) else {
         return;
     };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
     let (mut rows_checked, mut crown_strict, mut alpha_strict, mut samples) = (0, 0, 0, 0usize);
-    for (suite, step) in [("eran", 9), ("oval21", 10)] {
+    for (suite, step) in [("eran", 9), ("oval21", 10), ("acasxu", 12)] {
         for (onnx, vnnlib) in instances(&dir.join(suite), step) {
             let graph = nncert_model::load_model(&onnx).unwrap();
             let prop = nncert_spec::parse_file(&vnnlib).unwrap();
@@ -147,7 +151,10 @@ fn generic_ibp_crown_alpha_are_ordered_and_sound_on_benchmark_nets() {
                 };
                 let ibp = margins(Method::Interval);
                 let crown = margins(Method::Crown);
-                let alpha = margins(Method::Alpha { iterations: 10 });
+                let alpha = margins(Method::Alpha {
+                    iterations: 10,
+                    intermediate: 2,
+                });
                 for r in 0..ibp.len() {
                     let tol = 1e-6 * (1.0 + ibp[r].abs());
                     assert!(

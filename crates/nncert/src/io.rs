@@ -179,6 +179,7 @@ pub fn print_bounds(
     prop: &nncert_spec::Property,
     method: BoundsMethod,
     alpha_iterations: usize,
+    alpha_intermediate: usize,
 ) -> anyhow::Result<()> {
     let mut proved = true;
     // α-CROWN takes the dense engine on feed-forward ReLU nets (α on every layer's objective there), the
@@ -191,7 +192,9 @@ pub fn print_bounds(
         BoundsMethod::Alpha if dense.is_some() => {
             format!("α-CROWN ({alpha_iterations} iterations, dense engine)")
         }
-        BoundsMethod::Alpha => format!("α-CROWN ({alpha_iterations} iterations)"),
+        BoundsMethod::Alpha => format!(
+            "α-CROWN ({alpha_iterations} iterations on the objective, {alpha_intermediate} per intermediate node)"
+        ),
     };
     let print_case = |ci: usize, dim: usize, out: (&[f64], &[f64])| {
         println!("case {ci}: {dim} inputs in a box");
@@ -226,6 +229,7 @@ pub fn print_bounds(
             BoundsMethod::Crown => nncert_bounds::Method::Crown,
             BoundsMethod::Alpha => nncert_bounds::Method::Alpha {
                 iterations: alpha_iterations,
+                intermediate: alpha_intermediate,
             },
         };
         let model = nncert_bounds::BoundModel::new(graph);
