@@ -52,6 +52,9 @@ struct Args {
     /// Send feed-forward ReLU networks through the generic engine instead of the dense fast path (to compare).
     #[arg(long)]
     no_dense_path: bool,
+    /// Dense path without the generic engine's α-CROWN root bounds (to compare).
+    #[arg(long)]
+    no_alpha_root: bool,
     /// Only instances whose onnx path contains this (e.g. 256x2).
     #[arg(long)]
     onnx_contains: Option<String>,
@@ -80,6 +83,8 @@ struct Row {
     time: f64,
     expected: String,
     verdict: &'static str,
+    /// Sub-domains bounded by branch-and-bound (0 for the other engines).
+    domains: u64,
 }
 
 fn score(result: &str, expected: &str) -> &'static str {
@@ -120,6 +125,7 @@ fn run_suite(args: &Args, suite: &str, rows: &mut Vec<Row>) -> Result<()> {
             t = t.min(m);
         }
         let start = Instant::now();
+        let mut domains = 0u64;
         let result = (|| -> Result<Verdict> {
             if !models.contains_key(onnx) {
                 models.insert(onnx.clone(), nncert_model::load_model(&dir.join(onnx))?);
@@ -131,6 +137,7 @@ fn run_suite(args: &Args, suite: &str, rows: &mut Vec<Row>) -> Result<()> {
                 timeout: Duration::from_secs_f64(t),
                 seed: args.seed,
                 dense_path: !args.no_dense_path,
+                alpha_root: !args.no_alpha_root,
                 leaf_solver: if args.no_leaves {
                     None
                 } else {
@@ -139,7 +146,11 @@ fn run_suite(args: &Args, suite: &str, rows: &mut Vec<Row>) -> Result<()> {
                 ..VerifyOptions::default()
             };
             match args.method {
-                Method::Bab => Ok(nncert_verify::verify(graph, &prop, &opts).verdict),
+                Method::Bab => {
+                    let r = nncert_verify::verify(graph, &prop, &opts);
+                    domains = r.domains;
+                    Ok(r.verdict)
+                }
                 Method::Milp => {
                     let mopts = nncert_milp::MilpOptions {
                         timeout: opts.timeout,
@@ -161,7 +172,7 @@ fn run_suite(args: &Args, suite: &str, rows: &mut Vec<Row>) -> Result<()> {
         let time = start.elapsed().as_secs_f64();
         let verdict = score(&word, &expected);
         println!(
-            "{suite:<16} {id:>4} {onnx:<42} {vnnlib:<40} {word:<8} {time:>8.2}s expected {expected:<7} {verdict}"
+            "{suite:<16} {id:>4} {onnx:<42} {vnnlib:<40} {word:<8} {time:>8.2}s expected {expected:<7} {verdict:<8} {domains} sub-domains"
         );
         rows.push(Row {
             suite: suite.to_string(),
@@ -172,6 +183,7 @@ fn run_suite(args: &Args, suite: &str, rows: &mut Vec<Row>) -> Result<()> {
             time,
             expected,
             verdict,
+            domains,
         });
     }
     Ok(())
@@ -245,13 +257,21 @@ fn main() -> Result<()> {
         let mut f = std::fs::File::create(path)?;
         writeln!(
             f,
-            "suite,instance_id,onnx,vnnlib,result,time_s,expected,verdict"
+            "suite,instance_id,onnx,vnnlib,result,time_s,expected,verdict,domains"
         )?;
         for r in &rows {
             writeln!(
                 f,
-                "{},{},{},{},{},{:.3},{},{}",
-                r.suite, r.id, r.onnx, r.vnnlib, r.result, r.time, r.expected, r.verdict
+                "{},{},{},{},{},{:.3},{},{},{}",
+                r.suite,
+                r.id,
+                r.onnx,
+                r.vnnlib,
+                r.result,
+                r.time,
+                r.expected,
+                r.verdict,
+                r.domains
             )?;
         }
     }
