@@ -314,6 +314,8 @@ impl DenseReluNet {
             })
             .collect();
 
+        // What the backward refinement passes read, built as the layers' bounds become final.
+        let mut cache = BackwardCache::new(nb);
         if n0 > FORWARD_MAX_INPUTS {
             // Wide inputs: forward functions would carry 2(n₀+1) columns per neuron; interval bounds refined
             // by backward CROWN on the unstable neurons cost far less.
@@ -333,7 +335,7 @@ impl DenseReluNet {
                     db.layers.push(LayerBounds { lower, upper });
                 }
                 if k + 1 < self.layers.len() && self.refine {
-                    self.refine_unstable(k, boxes, refine_from, &mut out);
+                    self.refine_unstable(k, boxes, refine_from, &mut cache, &mut out);
                 }
             }
             return out;
@@ -469,7 +471,7 @@ impl DenseReluNet {
                 &mut out,
             );
             if k + 1 < self.layers.len() && self.refine {
-                self.refine_unstable(k, boxes, refine_from, &mut out);
+                self.refine_unstable(k, boxes, refine_from, &mut cache, &mut out);
             }
         }
         out
@@ -620,10 +622,12 @@ impl DenseReluNet {
             },
             ..BackwardExtras::default()
         };
+        let mut cache = BackwardCache::new(1);
+        cache.extend_to(self, top, std::slice::from_ref(bx), &[hidden]);
         let (mut lower, mut coeffs) = self.backward_rows(
             top,
             std::slice::from_ref(bx),
-            &[hidden],
+            &cache,
             c.to_owned(),
             &vec![0; rows],
             &vec![0.0; rows],
@@ -641,7 +645,7 @@ impl DenseReluNet {
                 .iter()
                 .any(|l| has_unstable(l) || (options.beta && has_split(l)))
         {
-            self.optimize_alpha(bx, hidden, c, options, &mut lower, &mut coeffs);
+            self.optimize_alpha(bx, hidden, &cache, c, options, &mut lower, &mut coeffs);
         }
         // Backward CROWN is not always tighter than the output's own bounds: keep the better.
         let out = bounds.output();
@@ -670,10 +674,12 @@ impl DenseReluNet {
     /// per row and unstable neuron) and, on a sub-domain of ReLU splits, on the splits' multipliers β ≥ 0
     /// (β-CROWN), with the gradient of the linear bound taken analytically by running the backward pass in
     /// reverse. Improves `lower`/`coeffs` in place, row by row.
+    #[allow(clippy::too_many_arguments)]
     fn optimize_alpha(
         &self,
         bx: &InputBox,
         hidden: &[LayerBounds],
+        cache: &BackwardCache,
         c: ArrayView2<'_, f64>,
         options: ObjectiveOptions,
         lower: &mut [f64],
@@ -720,7 +726,7 @@ impl DenseReluNet {
             let (l, a) = self.backward_rows(
                 top,
                 std::slice::from_ref(bx),
-                &[hidden],
+                cache,
                 c.to_owned(),
                 &vec![0; rows],
                 &vec![0.0; rows],
@@ -851,49 +857,29 @@ impl DenseReluNet {
         &self,
         top: usize,
         boxes: &[InputBox],
-        layers: &[&[LayerBounds]],
+        cache: &BackwardCache,
         mut a: Array2<f64>,
         row_box: &[usize],
         constants: &[f64],
         extras: &mut BackwardExtras,
     ) -> (Vec<f64>, Array2<f64>) {
         let rows = a.nrows();
-        let nb = boxes.len();
         let eps = self.err;
+        debug_assert!(
+            cache.wb.len() > top,
+            "the cache covers the layers up to `top`"
+        );
         let mut constant = constants.to_vec();
         // Absolute error accumulated along the chain (see the module docs). Every constant term is counted
         // too, at 2ε, which covers the rounding of the constant's running sum.
         let mut err = vec![0.0; rows];
         let mut best = vec![f64::NEG_INFINITY; rows];
-        // The relaxation of every hidden layer below `top`, per box: computed once, read by every row.
-        let tables: Vec<Vec<ReluTable>> = layers
-            .iter()
-            .map(|lb| lb[..top].iter().map(|l| ReluTable::new(l, eps)).collect())
-            .collect();
+        let tables = &cache.tables;
         let mut next = Array2::<f64>::zeros((0, 0));
         for k in (0..=top).rev() {
             let layer = &self.layers[k];
-            // Magnitude of this layer's input per box ([n_in_k, nb]): max|x| for the first layer, max(u, 0)
-            // after a ReLU; then |W|·mag + |b| per box, stored per box ([nb, n_out_k]).
             let n_prev = layer.w.ncols();
-            let mut mag = Array2::<f64>::zeros((n_prev, nb));
-            for d in 0..nb {
-                for j in 0..n_prev {
-                    mag[[j, d]] = if k == 0 {
-                        boxes[d].lower[j].abs().max(boxes[d].upper[j].abs())
-                    } else {
-                        tables[d][k - 1].up_pos[j]
-                    };
-                }
-            }
-            let mut wmag = Array2::<f64>::zeros((layer.b.len(), nb));
-            general_mat_mul(1.0, &layer.w_abs, &mag, 0.0, &mut wmag);
-            let mut wb = wmag.reversed_axes().as_standard_layout().into_owned();
-            for mut row in wb.rows_mut() {
-                for (v, b) in row.iter_mut().zip(&layer.b) {
-                    *v += b.abs();
-                }
-            }
+            let wb = &cache.wb[k];
             for r in 0..rows {
                 let ar = a.row(r);
                 let ar = ar.as_slice().expect("standard layout");
@@ -1039,6 +1025,7 @@ impl DenseReluNet {
         k: usize,
         boxes: &[InputBox],
         refine_from: &[usize],
+        cache: &mut BackwardCache,
         out: &mut [DenseBounds],
     ) {
         let layer = &self.layers[k];
@@ -1070,10 +1057,11 @@ impl DenseReluNet {
         }
         let lower = {
             let layers: Vec<&[LayerBounds]> = out.iter().map(|db| &db.layers[..k]).collect();
+            cache.extend_to(self, k, boxes, &layers);
             self.backward_rows(
                 k,
                 boxes,
-                &layers,
+                cache,
                 a,
                 &row_box,
                 &vec![0.0; rows],
@@ -1091,6 +1079,71 @@ impl DenseReluNet {
     /// Bounds of the output layer only (no objective), from the last entry of `bounds`.
     pub fn output_bounds<'b>(&self, bounds: &'b DenseBounds) -> &'b LayerBounds {
         bounds.output()
+    }
+}
+
+/// What backward passes read per box and layer, computed once per layer (when its bounds are final) and
+/// shared by every pass through it: the refinement of each deeper layer, the objective, α-CROWN's iterations.
+struct BackwardCache {
+    /// `tables[d][k]`: the relaxation of hidden layer `k` over box `d`.
+    tables: Vec<Vec<ReluTable>>,
+    /// `wb[k]`, `[nb, n_out_k]`: `|W_k|·H + |b_k|` per box, `H` the magnitude of layer `k`'s input (max|x| for
+    /// the first layer, max(u, 0) after a ReLU).
+    wb: Vec<Array2<f64>>,
+}
+
+impl BackwardCache {
+    fn new(nb: usize) -> Self {
+        BackwardCache {
+            tables: (0..nb).map(|_| Vec::new()).collect(),
+            wb: Vec::new(),
+        }
+    }
+
+    /// Extends the cache to what a backward pass from layer `top` reads: the tables of hidden layers `0..top`
+    /// and `wb` of layers `0..=top`. `layers[d]` are box `d`'s bounds of (at least) layers `0..top`, which must
+    /// not change afterwards.
+    fn extend_to(
+        &mut self,
+        net: &DenseReluNet,
+        top: usize,
+        boxes: &[InputBox],
+        layers: &[&[LayerBounds]],
+    ) {
+        let nb = boxes.len();
+        debug_assert_eq!(self.tables.len(), nb);
+        while self.wb.len() <= top {
+            let k = self.wb.len();
+            if k > 0 {
+                for (t, lb) in self.tables.iter_mut().zip(layers) {
+                    debug_assert_eq!(t.len(), k - 1);
+                    t.push(ReluTable::new(&lb[k - 1], net.err));
+                }
+            }
+            let layer = &net.layers[k];
+            // Magnitude of this layer's input per box ([n_in_k, nb]); then |W|·mag + |b| per box, stored per
+            // box ([nb, n_out_k]).
+            let n_prev = layer.w.ncols();
+            let mut mag = Array2::<f64>::zeros((n_prev, nb));
+            for d in 0..nb {
+                for j in 0..n_prev {
+                    mag[[j, d]] = if k == 0 {
+                        boxes[d].lower[j].abs().max(boxes[d].upper[j].abs())
+                    } else {
+                        self.tables[d][k - 1].up_pos[j]
+                    };
+                }
+            }
+            let mut wmag = Array2::<f64>::zeros((layer.b.len(), nb));
+            general_mat_mul(1.0, &layer.w_abs, &mag, 0.0, &mut wmag);
+            let mut wb = wmag.reversed_axes().as_standard_layout().into_owned();
+            for mut row in wb.rows_mut() {
+                for (v, b) in row.iter_mut().zip(&layer.b) {
+                    *v += b.abs();
+                }
+            }
+            self.wb.push(wb);
+        }
     }
 }
 
