@@ -631,6 +631,7 @@ impl DenseReluNet {
             c.to_owned(),
             &vec![0; rows],
             &vec![0.0; rows],
+            None,
             &mut extras,
         );
         let scores = std::mem::take(&mut extras.scores);
@@ -730,6 +731,7 @@ impl DenseReluNet {
                 c.to_owned(),
                 &vec![0; rows],
                 &vec![0.0; rows],
+                None,
                 &mut extras,
             );
             alpha = std::mem::take(&mut extras.alpha);
@@ -851,7 +853,8 @@ impl DenseReluNet {
     /// `top` (plus the constant `constants[r]`) of box `row_box[r]`; `layers[d]` are bounds of layers
     /// `0..top` over `boxes[d]`. Returns a sound lower bound of `a[r]·z_top + constants[r]` over the box per
     /// row, and the input coefficients of each row's final linear bound. All rows go through one matrix
-    /// product per layer, whatever box they belong to. `extras` carries the optional scores, slopes and tape.
+    /// product per layer, whatever box they belong to. With `unit_top`, row `r`'s only non-zero coefficient is
+    /// on neuron `unit_top[r]`. `extras` carries the optional scores, slopes and tape.
     #[allow(clippy::too_many_arguments)]
     fn backward_rows(
         &self,
@@ -861,6 +864,7 @@ impl DenseReluNet {
         mut a: Array2<f64>,
         row_box: &[usize],
         constants: &[f64],
+        unit_top: Option<&[usize]>,
         extras: &mut BackwardExtras,
     ) -> (Vec<f64>, Array2<f64>) {
         let rows = a.nrows();
@@ -900,7 +904,20 @@ impl DenseReluNet {
             if next.dim() != (rows, n_prev) {
                 next = Array2::<f64>::zeros((rows, n_prev));
             }
-            general_mat_mul(1.0, &a, &layer.w, 0.0, &mut next);
+            match unit_top.filter(|_| k == top) {
+                // One non-zero coefficient per row: the product is that coefficient times a row of W, the
+                // same value the matrix product computes (`+ 0.0`: its sums of zeros are +0).
+                Some(cols) => {
+                    for (r, mut nr) in next.rows_mut().into_iter().enumerate() {
+                        let j = cols[r];
+                        let s = a[[r, j]];
+                        for (o, &wv) in nr.iter_mut().zip(layer.w.row(j)) {
+                            *o = s * wv + 0.0;
+                        }
+                    }
+                }
+                None => general_mat_mul(1.0, &a, &layer.w, 0.0, &mut next),
+            }
             std::mem::swap(&mut a, &mut next);
             if k == 0 {
                 break;
@@ -1049,11 +1066,14 @@ impl DenseReluNet {
         let rows = 2 * picks.len();
         let mut a = Array2::<f64>::zeros((rows, n));
         let mut row_box = Vec::with_capacity(rows);
+        let mut unit_cols = Vec::with_capacity(rows);
         for (p, &(d, j)) in picks.iter().enumerate() {
             a[[2 * p, j]] = 1.0;
             a[[2 * p + 1, j]] = -1.0;
             row_box.push(d);
             row_box.push(d);
+            unit_cols.push(j);
+            unit_cols.push(j);
         }
         let lower = {
             let layers: Vec<&[LayerBounds]> = out.iter().map(|db| &db.layers[..k]).collect();
@@ -1065,6 +1085,7 @@ impl DenseReluNet {
                 a,
                 &row_box,
                 &vec![0.0; rows],
+                Some(&unit_cols),
                 &mut BackwardExtras::default(),
             )
             .0
