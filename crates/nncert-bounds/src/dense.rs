@@ -315,7 +315,7 @@ impl DenseReluNet {
             .collect();
 
         // What the backward refinement passes read, built as the layers' bounds become final.
-        let mut cache = BackwardCache::new(nb);
+        let mut cache = BackwardCache::new(nb, true);
         if n0 > FORWARD_MAX_INPUTS {
             // Wide inputs: forward functions would carry 2(n₀+1) columns per neuron; interval bounds refined
             // by backward CROWN on the unstable neurons cost far less.
@@ -622,7 +622,7 @@ impl DenseReluNet {
             },
             ..BackwardExtras::default()
         };
-        let mut cache = BackwardCache::new(1);
+        let mut cache = BackwardCache::new(1, false);
         cache.extend_to(self, top, std::slice::from_ref(bx), &[hidden]);
         let (mut lower, mut coeffs) = self.backward_rows(
             top,
@@ -880,7 +880,38 @@ impl DenseReluNet {
         let mut best = vec![f64::NEG_INFINITY; rows];
         let tables = &cache.tables;
         let mut next = Array2::<f64>::zeros((0, 0));
+        let plain = cache.use_compact
+            && extras.scores.is_empty()
+            && extras.alpha.is_empty()
+            && extras.beta.is_empty()
+            && !extras.record;
+        if plain {
+            // CROWN's plain pass, one run of rows of the same box at a time, on the neurons the box does not
+            // block (see [`CompactLayer`]).
+            let mut a0 = Array2::<f64>::zeros((rows, self.n_in));
+            let mut r0 = 0;
+            while r0 < rows {
+                let d = row_box[r0];
+                let r1 = r0 + row_box[r0..].iter().take_while(|&&b| b == d).count();
+                let part = self.backward_compact(
+                    top,
+                    d,
+                    cache,
+                    a.slice(ndarray::s![r0..r1, ..]),
+                    unit_top.map(|u| &u[r0..r1]),
+                    &mut constant[r0..r1],
+                    &mut err[r0..r1],
+                    &mut best[r0..r1],
+                );
+                a0.slice_mut(ndarray::s![r0..r1, ..]).assign(&part);
+                r0 = r1;
+            }
+            a = a0;
+        }
         for k in (0..=top).rev() {
+            if plain {
+                break;
+            }
             let layer = &self.layers[k];
             let n_prev = layer.w.ncols();
             let wb = &cache.wb[k];
@@ -928,8 +959,6 @@ impl DenseReluNet {
                 }
                 extras.tape[k - 1] = a.clone();
             }
-            let plain =
-                extras.scores.is_empty() && extras.alpha.is_empty() && extras.beta.is_empty();
             for r in 0..rows {
                 let t = &tables[row_box[r]][k - 1];
                 let mut ar = a.row_mut(r);
@@ -941,27 +970,7 @@ impl DenseReluNet {
                 let mut m = constant[r].abs();
                 let mut d_const = 0.0;
                 let mut d_err = 0.0;
-                if plain {
-                    // Through the ReLU: a positive coefficient meets the lower relaxation (0 or z, whichever
-                    // is closer on [lo, up], as CROWN), a negative one the upper chord s·(z − lo).
-                    // Branch-free (the coefficients' signs are unpredictable): one of `pos`/`neg` is zero, so
-                    // every sum below adds exactly the product the sign selects.
-                    let n = ar.len();
-                    let (lo_pos, up_pos) = (&t.lo_pos[..n], &t.up_pos[..n]);
-                    let (lower_mult, upper_mult) = (&t.lower_mult[..n], &t.upper_mult[..n]);
-                    let (chord_lo, chord_err) = (&t.chord_lo[..n], &t.chord_err[..n]);
-                    for j in 0..n {
-                        let x = ar[j];
-                        let pos = x.max(0.0);
-                        let neg = x.min(0.0);
-                        v += pos * lo_pos[j] + neg * up_pos[j];
-                        m += (pos - neg) * up_pos[j];
-                        let na = neg * upper_mult[j];
-                        ar[j] = pos * lower_mult[j] + na;
-                        d_const -= na * chord_lo[j];
-                        d_err -= neg * chord_err[j];
-                    }
-                } else {
+                {
                     for (j, aj) in ar.iter_mut().enumerate() {
                         let x = *aj;
                         let (lo_p, up_p) = (t.lo_pos[j], t.up_pos[j]);
@@ -1033,6 +1042,87 @@ impl DenseReluNet {
             lower[r] = (value - total_err).next_down().max(best[r]);
         }
         (lower, a)
+    }
+
+    /// CROWN's plain backward pass for rows `a` (`[rows, n_top]`) of box `d` on the neurons the box does not
+    /// block ([`CompactLayer`]); updates the rows' `constant`, `err` and `best` as [`Self::backward_rows`] and
+    /// returns their input coefficients. Every value is the full pass's, bit for bit.
+    #[allow(clippy::too_many_arguments)]
+    fn backward_compact(
+        &self,
+        top: usize,
+        d: usize,
+        cache: &BackwardCache,
+        a: ArrayView2<'_, f64>,
+        unit_top: Option<&[usize]>,
+        constant: &mut [f64],
+        err: &mut [f64],
+        best: &mut [f64],
+    ) -> Array2<f64> {
+        let eps = self.err;
+        let rows = a.nrows();
+        let comp = &cache.compact[d];
+        // The top layer: every neuron.
+        let layer = &self.layers[top];
+        let wbt = cache.wb[top].row(d);
+        let wbt = wbt.to_slice().expect("standard layout");
+        for (r, ar) in a.rows().into_iter().enumerate() {
+            constant_terms(
+                ar.as_slice().expect("standard layout"),
+                &layer.b,
+                wbt,
+                eps,
+                &mut constant[r],
+                &mut err[r],
+            );
+        }
+        if top == 0 {
+            return a.dot(&layer.w);
+        }
+        let act = &comp[top - 1].act;
+        let mut cur = Array2::<f64>::zeros((rows, act.len()));
+        match unit_top {
+            // One non-zero coefficient per row: the product is that coefficient times a row of W (`+ 0.0`: the
+            // product's sums of zeros are +0).
+            Some(cols) => {
+                for (r, mut cr) in cur.rows_mut().into_iter().enumerate() {
+                    let j = cols[r];
+                    let s = a[[r, j]];
+                    for (o, &i) in cr.iter_mut().zip(act) {
+                        *o = s * layer.w[[j, i]] + 0.0;
+                    }
+                }
+            }
+            None => {
+                let wg = Array2::from_shape_fn((layer.w.nrows(), act.len()), |(i, j)| {
+                    layer.w[[i, act[j]]]
+                });
+                mat_mul_into(&a, &wg.view(), &mut cur);
+            }
+        }
+        let mut k = top - 1;
+        loop {
+            let c = &comp[k];
+            for (r, mut cr) in cur.rows_mut().into_iter().enumerate() {
+                let cr = cr.as_slice_mut().expect("standard layout");
+                relax_row(
+                    &c.table,
+                    eps,
+                    cr,
+                    &mut constant[r],
+                    &mut err[r],
+                    &mut best[r],
+                );
+                constant_terms(cr, &c.b, &c.wb, eps, &mut constant[r], &mut err[r]);
+            }
+            let mut nxt = Array2::<f64>::zeros((rows, c.w.ncols()));
+            mat_mul_into(&cur.view(), &c.w.view(), &mut nxt);
+            cur = nxt;
+            if k == 0 {
+                return cur;
+            }
+            k -= 1;
+        }
     }
 
     /// Tightens the bounds of hidden layer `k` by backward CROWN, for the neurons whose ReLU the current
@@ -1108,15 +1198,21 @@ impl DenseReluNet {
 struct BackwardCache {
     /// `tables[d][k]`: the relaxation of hidden layer `k` over box `d`.
     tables: Vec<Vec<ReluTable>>,
+    /// `compact[d][k]`: hidden layer `k` over box `d` restricted to the neurons its ReLU does not block; empty
+    /// unless built with `compact` (worth it for many rows per box, as the refinement's).
+    compact: Vec<Vec<CompactLayer>>,
+    use_compact: bool,
     /// `wb[k]`, `[nb, n_out_k]`: `|W_k|·H + |b_k|` per box, `H` the magnitude of layer `k`'s input (max|x| for
     /// the first layer, max(u, 0) after a ReLU).
     wb: Vec<Array2<f64>>,
 }
 
 impl BackwardCache {
-    fn new(nb: usize) -> Self {
+    fn new(nb: usize, compact: bool) -> Self {
         BackwardCache {
+            use_compact: compact,
             tables: (0..nb).map(|_| Vec::new()).collect(),
+            compact: (0..nb).map(|_| Vec::new()).collect(),
             wb: Vec::new(),
         }
     }
@@ -1139,6 +1235,33 @@ impl BackwardCache {
                 for (t, lb) in self.tables.iter_mut().zip(layers) {
                     debug_assert_eq!(t.len(), k - 1);
                     t.push(ReluTable::new(&lb[k - 1], net.err));
+                }
+                let hidden = &net.layers[k - 1];
+                let wb = &self.wb[k - 1];
+                let compact = if self.use_compact {
+                    &mut self.compact[..]
+                } else {
+                    &mut []
+                };
+                for (d, (c, t)) in compact.iter_mut().zip(&self.tables).enumerate() {
+                    let t = &t[k - 1];
+                    let act: Vec<usize> =
+                        (0..t.up_pos.len()).filter(|&j| t.up_pos[j] > 0.0).collect();
+                    let prev: Vec<usize> = match c.last() {
+                        Some(p) => p.act.clone(),
+                        None => (0..hidden.w.ncols()).collect(),
+                    };
+                    let w = Array2::from_shape_fn((act.len(), prev.len()), |(i, j)| {
+                        hidden.w[[act[i], prev[j]]]
+                    });
+                    let wbd = wb.row(d);
+                    c.push(CompactLayer {
+                        table: t.select(&act),
+                        w,
+                        b: act.iter().map(|&i| hidden.b[i]).collect(),
+                        wb: act.iter().map(|&i| wbd[i]).collect(),
+                        act,
+                    });
                 }
             }
             let layer = &net.layers[k];
@@ -1168,6 +1291,22 @@ impl BackwardCache {
     }
 }
 
+/// A hidden layer `k` over one box restricted to the neurons whose ReLU the box's bounds do not block
+/// (`up > 0`): a blocked neuron's coefficient is exactly 0 after the relaxation, so CROWN's plain backward pass
+/// can leave it out of every sum and product (the terms left out are ±0 and every sum starts at +0 and never
+/// becomes −0, so the results are bit for bit the same).
+struct CompactLayer {
+    /// The neurons kept, increasing.
+    act: Vec<usize>,
+    /// The relaxation table of the neurons kept.
+    table: ReluTable,
+    /// `W_k[act_k, act_{k-1}]` (all inputs for the first layer), `b_k[act_k]` and the error weights
+    /// `wb_k[act_k]` of [`BackwardCache::wb`].
+    w: Array2<f64>,
+    b: Vec<f64>,
+    wb: Vec<f64>,
+}
+
 /// One hidden layer's ReLU relaxation over one box, precomputed for the backward pass (which reads it once per
 /// objective row): stable neurons pass (1) or block (0) their coefficient; an unstable one has CROWN's lower
 /// slope (0 or 1, whichever is closer on `[lo, up]`) and the upper chord `s·(z − lo)`.
@@ -1194,6 +1333,24 @@ struct ReluTable {
 }
 
 impl ReluTable {
+    /// The table of the neurons `act` only.
+    fn select(&self, act: &[usize]) -> Self {
+        let pick = |v: &[f64]| act.iter().map(|&i| v[i]).collect::<Vec<f64>>();
+        ReluTable {
+            lo: pick(&self.lo),
+            up: pick(&self.up),
+            lo_pos: pick(&self.lo_pos),
+            up_pos: pick(&self.up_pos),
+            z: pick(&self.z),
+            unstable: act.iter().map(|&i| self.unstable[i]).collect(),
+            lower_mult: pick(&self.lower_mult),
+            upper_mult: pick(&self.upper_mult),
+            chord_lo: pick(&self.chord_lo),
+            chord_err: pick(&self.chord_err),
+            split_sign: pick(&self.split_sign),
+        }
+    }
+
     fn new(l: &LayerBounds, eps: f64) -> Self {
         let n = l.lower.len();
         let mut t = ReluTable {
@@ -1229,6 +1386,72 @@ impl ReluTable {
         }
         t
     }
+}
+
+/// `out = a·w`, the sums of an empty product being +0 as the matrix product's.
+fn mat_mul_into(a: &ArrayView2<'_, f64>, w: &ArrayView2<'_, f64>, out: &mut Array2<f64>) {
+    if a.ncols() == 0 {
+        out.fill(0.0);
+    } else {
+        general_mat_mul(1.0, a, w, 0.0, out);
+    }
+}
+
+/// One row's constant term `a·b` through a layer's bias `b`, added to `constant`, and its error `2ε·|a|·wb`
+/// (see [`BackwardCache::wb`]) added to `err`. Zero coefficients are skipped (which also keeps 0·∞ out of
+/// the sums).
+fn constant_terms(ar: &[f64], b: &[f64], wb: &[f64], eps: f64, constant: &mut f64, err: &mut f64) {
+    let mut e = 0.0;
+    let mut cst = 0.0;
+    for ((&ai, &bi), &wi) in ar.iter().zip(b).zip(wb) {
+        if ai != 0.0 {
+            cst += ai * bi;
+            e += ai.abs() * wi;
+        }
+    }
+    *constant += cst;
+    *err += 2.0 * eps * e;
+}
+
+/// CROWN's relaxation of one row `ar` (coefficients on the ReLU outputs of the layer of table `t`) in place,
+/// updating the row's `constant`, `err` and `best` bound.
+fn relax_row(
+    t: &ReluTable,
+    eps: f64,
+    ar: &mut [f64],
+    constant: &mut f64,
+    err: &mut f64,
+    best: &mut f64,
+) {
+    // Stopping here and using the interval of this layer's input is sometimes tighter than relaxing further:
+    // keep the best of these bounds. `v`/`m` read the coefficients before the relaxation changes them.
+    let mut v = *constant;
+    let mut m = constant.abs();
+    let mut d_const = 0.0;
+    let mut d_err = 0.0;
+    // Through the ReLU: a positive coefficient meets the lower relaxation (0 or z, whichever is closer on
+    // [lo, up], as CROWN), a negative one the upper chord s·(z − lo). Branch-free (the coefficients' signs
+    // are unpredictable): one of `pos`/`neg` is zero, so every sum below adds exactly the product the sign
+    // selects.
+    let n = ar.len();
+    let (lo_pos, up_pos) = (&t.lo_pos[..n], &t.up_pos[..n]);
+    let (lower_mult, upper_mult) = (&t.lower_mult[..n], &t.upper_mult[..n]);
+    let (chord_lo, chord_err) = (&t.chord_lo[..n], &t.chord_err[..n]);
+    for j in 0..n {
+        let x = ar[j];
+        let pos = x.max(0.0);
+        let neg = x.min(0.0);
+        v += pos * lo_pos[j] + neg * up_pos[j];
+        m += (pos - neg) * up_pos[j];
+        let na = neg * upper_mult[j];
+        ar[j] = pos * lower_mult[j] + na;
+        d_const -= na * chord_lo[j];
+        d_err -= neg * chord_err[j];
+    }
+    let cand = (v - (*err + 2.0 * eps * m) * (1.0 + 1e-6)).next_down();
+    *best = best.max(cand);
+    *constant += d_const;
+    *err += d_err;
 }
 
 /// See [`ReluTable::split_sign`].
