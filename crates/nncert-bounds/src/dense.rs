@@ -23,7 +23,7 @@
 //! The `2⁻²³` share is the import allowance of the crate docs (constants possibly rounded to f32 once), so a
 //! proof holds for the model file as written.
 
-use ndarray::{Array2, ArrayView2, linalg::general_mat_mul};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, linalg::general_mat_mul};
 use nncert_model::ir::{Graph, Op};
 use nncert_spec::InputBox;
 
@@ -889,11 +889,12 @@ impl DenseReluNet {
             // CROWN's plain pass, one run of rows of the same box at a time, on the neurons the box does not
             // block (see [`CompactLayer`]).
             let mut a0 = Array2::<f64>::zeros((rows, self.n_in));
+            let mut bufs = [Vec::new(), Vec::new()];
             let mut r0 = 0;
             while r0 < rows {
                 let d = row_box[r0];
                 let r1 = r0 + row_box[r0..].iter().take_while(|&&b| b == d).count();
-                let part = self.backward_compact(
+                self.backward_compact(
                     top,
                     d,
                     cache,
@@ -902,8 +903,9 @@ impl DenseReluNet {
                     &mut constant[r0..r1],
                     &mut err[r0..r1],
                     &mut best[r0..r1],
+                    a0.slice_mut(ndarray::s![r0..r1, ..]),
+                    &mut bufs,
                 );
-                a0.slice_mut(ndarray::s![r0..r1, ..]).assign(&part);
                 r0 = r1;
             }
             a = a0;
@@ -1058,7 +1060,9 @@ impl DenseReluNet {
         constant: &mut [f64],
         err: &mut [f64],
         best: &mut [f64],
-    ) -> Array2<f64> {
+        mut out: ArrayViewMut2<'_, f64>,
+        bufs: &mut [Vec<f64>; 2],
+    ) {
         let eps = self.err;
         let rows = a.nrows();
         let comp = &cache.compact[d];
@@ -1077,50 +1081,74 @@ impl DenseReluNet {
             );
         }
         if top == 0 {
-            return a.dot(&layer.w);
+            mat_mul_into(&a, &layer.w.view(), &mut out);
+            return;
         }
+        let [buf, buf_next] = bufs;
         let act = &comp[top - 1].act;
-        let mut cur = Array2::<f64>::zeros((rows, act.len()));
+        let m = act.len();
+        // (the buffers need no clearing: every entry is written before it is read)
+        buf.resize(rows * m, 0.0);
         match unit_top {
             // One non-zero coefficient per row: the product is that coefficient times a row of W (`+ 0.0`: the
             // product's sums of zeros are +0).
             Some(cols) => {
-                for (r, mut cr) in cur.rows_mut().into_iter().enumerate() {
+                for (r, cr) in buf.chunks_exact_mut(m.max(1)).take(rows).enumerate() {
                     let j = cols[r];
                     let s = a[[r, j]];
+                    let wj = layer.w.row(j);
+                    let wj = wj.to_slice().expect("standard layout");
                     for (o, &i) in cr.iter_mut().zip(act) {
-                        *o = s * layer.w[[j, i]] + 0.0;
+                        *o = s * wj[i] + 0.0;
                     }
                 }
             }
             None => {
-                let wg = Array2::from_shape_fn((layer.w.nrows(), act.len()), |(i, j)| {
-                    layer.w[[i, act[j]]]
-                });
+                let wg = Array2::from_shape_fn((layer.w.nrows(), m), |(i, j)| layer.w[[i, act[j]]]);
+                let mut cur = ArrayViewMut2::from_shape((rows, m), &mut buf[..]).expect("sized");
                 mat_mul_into(&a, &wg.view(), &mut cur);
             }
         }
         let mut k = top - 1;
         loop {
             let c = &comp[k];
-            for (r, mut cr) in cur.rows_mut().into_iter().enumerate() {
-                let cr = cr.as_slice_mut().expect("standard layout");
-                relax_row(
-                    &c.table,
-                    eps,
-                    cr,
-                    &mut constant[r],
-                    &mut err[r],
-                    &mut best[r],
-                );
-                constant_terms(cr, &c.b, &c.wb, eps, &mut constant[r], &mut err[r]);
+            let m = c.act.len();
+            if m > 0 {
+                for (r, cr) in buf[..rows * m].chunks_exact_mut(m).enumerate() {
+                    relax_row(
+                        &c.table,
+                        eps,
+                        cr,
+                        &mut constant[r],
+                        &mut err[r],
+                        &mut best[r],
+                    );
+                    constant_terms(cr, &c.b, &c.wb, eps, &mut constant[r], &mut err[r]);
+                }
+            } else {
+                // No neuron: the relaxation's bound is the constant's.
+                for r in 0..rows {
+                    relax_row(
+                        &c.table,
+                        eps,
+                        &mut [],
+                        &mut constant[r],
+                        &mut err[r],
+                        &mut best[r],
+                    );
+                }
             }
-            let mut nxt = Array2::<f64>::zeros((rows, c.w.ncols()));
-            mat_mul_into(&cur.view(), &c.w.view(), &mut nxt);
-            cur = nxt;
+            let cur = ArrayView2::from_shape((rows, m), &buf[..rows * m]).expect("sized");
             if k == 0 {
-                return cur;
+                mat_mul_into(&cur, &c.w.view(), &mut out);
+                return;
             }
+            let n_next = c.w.ncols();
+            buf_next.resize(rows * n_next, 0.0);
+            let mut nxt = ArrayViewMut2::from_shape((rows, n_next), &mut buf_next[..rows * n_next])
+                .expect("sized");
+            mat_mul_into(&cur, &c.w.view(), &mut nxt);
+            std::mem::swap(buf, buf_next);
             k -= 1;
         }
     }
@@ -1251,9 +1279,13 @@ impl BackwardCache {
                         Some(p) => p.act.clone(),
                         None => (0..hidden.w.ncols()).collect(),
                     };
-                    let w = Array2::from_shape_fn((act.len(), prev.len()), |(i, j)| {
-                        hidden.w[[act[i], prev[j]]]
-                    });
+                    let mut wv = Vec::with_capacity(act.len() * prev.len());
+                    for &i in &act {
+                        let row = hidden.w.row(i);
+                        let row = row.to_slice().expect("standard layout");
+                        wv.extend(prev.iter().map(|&j| row[j]));
+                    }
+                    let w = Array2::from_shape_vec((act.len(), prev.len()), wv).expect("sized");
                     let wbd = wb.row(d);
                     c.push(CompactLayer {
                         table: t.select(&act),
@@ -1389,7 +1421,11 @@ impl ReluTable {
 }
 
 /// `out = a·w`, the sums of an empty product being +0 as the matrix product's.
-fn mat_mul_into(a: &ArrayView2<'_, f64>, w: &ArrayView2<'_, f64>, out: &mut Array2<f64>) {
+fn mat_mul_into(
+    a: &ArrayView2<'_, f64>,
+    w: &ArrayView2<'_, f64>,
+    out: &mut ArrayViewMut2<'_, f64>,
+) {
     if a.ncols() == 0 {
         out.fill(0.0);
     } else {
