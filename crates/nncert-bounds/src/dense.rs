@@ -373,6 +373,11 @@ impl DenseReluNet {
 
         let mut h = Array2::<f64>::zeros((0, 0));
         let mut rm = Array2::<f64>::zeros((0, 0));
+        // Reused across layers (the products overwrite them, and every entry of `fnext` is written).
+        let mut p = Array2::<f64>::zeros((0, 0));
+        let mut q = Array2::<f64>::zeros((0, 0));
+        let mut wrm = Array2::<f64>::zeros((0, 0));
+        let mut fnext = Array2::<f64>::zeros((0, 0));
         for k in 1..self.layers.len() {
             let n = self.layers[k - 1].b.len();
             // Relax the ReLUs of layer k-1: H holds [h_lower | h_upper] functions per box.
@@ -424,14 +429,21 @@ impl DenseReluNet {
             }
             let layer = &self.layers[k];
             let n_next = layer.b.len();
-            let mut p = Array2::<f64>::zeros((n_next, nb * w));
-            let mut q = Array2::<f64>::zeros((n_next, nb * w));
+            if p.dim() != (n_next, nb * w) {
+                p = Array2::zeros((n_next, nb * w));
+                q = Array2::zeros((n_next, nb * w));
+                fnext = Array2::zeros((n_next, nb * w));
+            }
+            if wrm.dim() != (n_next, 2 * nb) {
+                wrm = Array2::zeros((n_next, 2 * nb));
+            }
             general_mat_mul(1.0, &layer.w_pos, &h, 0.0, &mut p);
             general_mat_mul(1.0, &layer.w_neg, &h, 0.0, &mut q);
             // |W| · [r | m]
-            let mut wrm = Array2::<f64>::zeros((n_next, 2 * nb));
             general_mat_mul(1.0, &layer.w_abs, &rm, 0.0, &mut wrm);
-            let mut fnext = Array2::<f64>::zeros((n_next, nb * w));
+            if fnext.dim() != (n_next, nb * w) {
+                fnext = Array2::zeros((n_next, nb * w));
+            }
             let mut slack_next = vec![0.0; n_next * nb];
             for i in 0..n_next {
                 let pr = p.row(i);
@@ -455,7 +467,7 @@ impl DenseReluNet {
                     slack_next[d * n_next + i] = (r + eps * (m + r + bi.abs())) * (1.0 + 1e-6);
                 }
             }
-            f = fnext;
+            std::mem::swap(&mut f, &mut fnext);
             slack = slack_next;
             mag = vec![0.0; n_next * nb];
             let ibp = self.interval_layer(k, boxes, &out);
