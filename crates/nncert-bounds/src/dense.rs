@@ -1127,27 +1127,12 @@ impl DenseReluNet {
             let m = c.act.len();
             if m > 0 {
                 for (r, cr) in buf[..rows * m].chunks_exact_mut(m).enumerate() {
-                    relax_row(
-                        &c.table,
-                        eps,
-                        cr,
-                        &mut constant[r],
-                        &mut err[r],
-                        &mut best[r],
-                    );
-                    constant_terms(cr, &c.b, &c.wb, eps, &mut constant[r], &mut err[r]);
+                    c.relax_row(eps, cr, &mut constant[r], &mut err[r], &mut best[r]);
                 }
             } else {
                 // No neuron: the relaxation's bound is the constant's.
                 for r in 0..rows {
-                    relax_row(
-                        &c.table,
-                        eps,
-                        &mut [],
-                        &mut constant[r],
-                        &mut err[r],
-                        &mut best[r],
-                    );
+                    c.relax_row(eps, &mut [], &mut constant[r], &mut err[r], &mut best[r]);
                 }
             }
             let cur = ArrayView2::from_shape((rows, m), &buf[..rows * m]).expect("sized");
@@ -1299,13 +1284,8 @@ impl BackwardCache {
                     }
                     let w = Array2::from_shape_vec((act.len(), prev.len()), wv).expect("sized");
                     let wbd = wb.row(d);
-                    c.push(CompactLayer {
-                        table: t.select(&act),
-                        w,
-                        b: act.iter().map(|&i| hidden.b[i]).collect(),
-                        wb: act.iter().map(|&i| wbd[i]).collect(),
-                        act,
-                    });
+                    let wbd = wbd.to_slice().expect("standard layout");
+                    c.push(CompactLayer::new(t, act, w, &hidden.b, wbd));
                 }
             }
             let layer = &net.layers[k];
@@ -1342,13 +1322,85 @@ impl BackwardCache {
 struct CompactLayer {
     /// The neurons kept, increasing.
     act: Vec<usize>,
-    /// The relaxation table of the neurons kept.
-    table: ReluTable,
-    /// `W_k[act_k, act_{k-1}]` (all inputs for the first layer), `b_k[act_k]` and the error weights
-    /// `wb_k[act_k]` of [`BackwardCache::wb`].
+    /// `W_k[act_k, act_{k-1}]` (all inputs for the first layer).
     w: Array2<f64>,
-    b: Vec<f64>,
-    wb: Vec<f64>,
+    /// Per neuron kept, eight segments of `act.len()`: the [`ReluTable`] entries `lo_pos`, `up_pos`,
+    /// `lower_mult`, `upper_mult`, `chord_lo`, `chord_err`, then the bias `b_k` and the error weights `wb_k`
+    /// of [`BackwardCache::wb`].
+    data: Vec<f64>,
+}
+
+impl CompactLayer {
+    fn new(t: &ReluTable, act: Vec<usize>, w: Array2<f64>, b: &[f64], wb: &[f64]) -> Self {
+        let mut data = Vec::with_capacity(8 * act.len());
+        for v in [
+            &t.lo_pos,
+            &t.up_pos,
+            &t.lower_mult,
+            &t.upper_mult,
+            &t.chord_lo,
+            &t.chord_err,
+        ] {
+            data.extend(act.iter().map(|&i| v[i]));
+        }
+        data.extend(act.iter().map(|&i| b[i]));
+        data.extend(act.iter().map(|&i| wb[i]));
+        CompactLayer { act, w, data }
+    }
+
+    /// CROWN's relaxation of one row `ar` (coefficients on this layer's ReLU outputs) in place, updating the
+    /// row's `constant`, `err` and `best` bound, then the row's constant term through this layer's bias and
+    /// its error: the same operations in the same order as the full pass's relaxation and
+    /// [`constant_terms`], in one sweep.
+    fn relax_row(
+        &self,
+        eps: f64,
+        ar: &mut [f64],
+        constant: &mut f64,
+        err: &mut f64,
+        best: &mut f64,
+    ) {
+        let n = ar.len();
+        debug_assert_eq!(n, self.act.len());
+        let seg = |i: usize| &self.data[i * n..(i + 1) * n];
+        let (lo_pos, up_pos, lower_mult, upper_mult) = (seg(0), seg(1), seg(2), seg(3));
+        let (chord_lo, chord_err, b, wb) = (seg(4), seg(5), seg(6), seg(7));
+        // Stopping here and using the interval of this layer's input is sometimes tighter than relaxing
+        // further: keep the best of these bounds. `v`/`m` read the coefficients before the relaxation.
+        let mut v = *constant;
+        let mut m = constant.abs();
+        let mut d_const = 0.0;
+        let mut d_err = 0.0;
+        let mut cst = 0.0;
+        let mut e = 0.0;
+        // Through the ReLU: a positive coefficient meets the lower relaxation (0 or z, whichever is closer on
+        // [lo, up], as CROWN), a negative one the upper chord s·(z − lo). Branch-free (the coefficients' signs
+        // are unpredictable): one of `pos`/`neg` is zero, so every sum below adds exactly the product the
+        // sign selects.
+        for j in 0..n {
+            let x = ar[j];
+            let pos = x.max(0.0);
+            let neg = x.min(0.0);
+            v += pos * lo_pos[j] + neg * up_pos[j];
+            m += (pos - neg) * up_pos[j];
+            let na = neg * upper_mult[j];
+            let y = pos * lower_mult[j] + na;
+            ar[j] = y;
+            d_const -= na * chord_lo[j];
+            d_err -= neg * chord_err[j];
+            // The constant term of the relaxed coefficient: adding 0.0 for a zero coefficient equals
+            // skipping it as `constant_terms` does (these sums start at +0 and never become −0).
+            let nz = y != 0.0;
+            cst += if nz { y * b[j] } else { 0.0 };
+            e += if nz { y.abs() * wb[j] } else { 0.0 };
+        }
+        let cand = (v - (*err + 2.0 * eps * m) * (1.0 + 1e-6)).next_down();
+        *best = best.max(cand);
+        *constant += d_const;
+        *err += d_err;
+        *constant += cst;
+        *err += 2.0 * eps * e;
+    }
 }
 
 /// One hidden layer's ReLU relaxation over one box, precomputed for the backward pass (which reads it once per
@@ -1377,24 +1429,6 @@ struct ReluTable {
 }
 
 impl ReluTable {
-    /// The table of the neurons `act` only.
-    fn select(&self, act: &[usize]) -> Self {
-        let pick = |v: &[f64]| act.iter().map(|&i| v[i]).collect::<Vec<f64>>();
-        ReluTable {
-            lo: pick(&self.lo),
-            up: pick(&self.up),
-            lo_pos: pick(&self.lo_pos),
-            up_pos: pick(&self.up_pos),
-            z: pick(&self.z),
-            unstable: act.iter().map(|&i| self.unstable[i]).collect(),
-            lower_mult: pick(&self.lower_mult),
-            upper_mult: pick(&self.upper_mult),
-            chord_lo: pick(&self.chord_lo),
-            chord_err: pick(&self.chord_err),
-            split_sign: pick(&self.split_sign),
-        }
-    }
-
     fn new(l: &LayerBounds, eps: f64) -> Self {
         let n = l.lower.len();
         let mut t = ReluTable {
@@ -1459,47 +1493,6 @@ fn constant_terms(ar: &[f64], b: &[f64], wb: &[f64], eps: f64, constant: &mut f6
     }
     *constant += cst;
     *err += 2.0 * eps * e;
-}
-
-/// CROWN's relaxation of one row `ar` (coefficients on the ReLU outputs of the layer of table `t`) in place,
-/// updating the row's `constant`, `err` and `best` bound.
-fn relax_row(
-    t: &ReluTable,
-    eps: f64,
-    ar: &mut [f64],
-    constant: &mut f64,
-    err: &mut f64,
-    best: &mut f64,
-) {
-    // Stopping here and using the interval of this layer's input is sometimes tighter than relaxing further:
-    // keep the best of these bounds. `v`/`m` read the coefficients before the relaxation changes them.
-    let mut v = *constant;
-    let mut m = constant.abs();
-    let mut d_const = 0.0;
-    let mut d_err = 0.0;
-    // Through the ReLU: a positive coefficient meets the lower relaxation (0 or z, whichever is closer on
-    // [lo, up], as CROWN), a negative one the upper chord s·(z − lo). Branch-free (the coefficients' signs
-    // are unpredictable): one of `pos`/`neg` is zero, so every sum below adds exactly the product the sign
-    // selects.
-    let n = ar.len();
-    let (lo_pos, up_pos) = (&t.lo_pos[..n], &t.up_pos[..n]);
-    let (lower_mult, upper_mult) = (&t.lower_mult[..n], &t.upper_mult[..n]);
-    let (chord_lo, chord_err) = (&t.chord_lo[..n], &t.chord_err[..n]);
-    for j in 0..n {
-        let x = ar[j];
-        let pos = x.max(0.0);
-        let neg = x.min(0.0);
-        v += pos * lo_pos[j] + neg * up_pos[j];
-        m += (pos - neg) * up_pos[j];
-        let na = neg * upper_mult[j];
-        ar[j] = pos * lower_mult[j] + na;
-        d_const -= na * chord_lo[j];
-        d_err -= neg * chord_err[j];
-    }
-    let cand = (v - (*err + 2.0 * eps * m) * (1.0 + 1e-6)).next_down();
-    *best = best.max(cand);
-    *constant += d_const;
-    *err += d_err;
 }
 
 /// See [`ReluTable::split_sign`].
