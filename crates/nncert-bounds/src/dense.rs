@@ -23,7 +23,7 @@
 //! The `2⁻²³` share is the import allowance of the crate docs (constants possibly rounded to f32 once), so a
 //! proof holds for the model file as written.
 
-use ndarray::{Array2, ArrayView2, linalg::general_mat_mul};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, linalg::general_mat_mul};
 use nncert_model::ir::{Graph, Op};
 use nncert_spec::InputBox;
 
@@ -314,6 +314,8 @@ impl DenseReluNet {
             })
             .collect();
 
+        // What the backward refinement passes read, built as the layers' bounds become final.
+        let mut cache = BackwardCache::new(nb, true);
         if n0 > FORWARD_MAX_INPUTS {
             // Wide inputs: forward functions would carry 2(n₀+1) columns per neuron; interval bounds refined
             // by backward CROWN on the unstable neurons cost far less.
@@ -333,7 +335,7 @@ impl DenseReluNet {
                     db.layers.push(LayerBounds { lower, upper });
                 }
                 if k + 1 < self.layers.len() && self.refine {
-                    self.refine_unstable(k, boxes, refine_from, &mut out);
+                    self.refine_unstable(k, boxes, refine_from, &mut cache, &mut out);
                 }
             }
             return out;
@@ -371,6 +373,11 @@ impl DenseReluNet {
 
         let mut h = Array2::<f64>::zeros((0, 0));
         let mut rm = Array2::<f64>::zeros((0, 0));
+        // Reused across layers (the products overwrite them, and every entry of `fnext` is written).
+        let mut p = Array2::<f64>::zeros((0, 0));
+        let mut q = Array2::<f64>::zeros((0, 0));
+        let mut wrm = Array2::<f64>::zeros((0, 0));
+        let mut fnext = Array2::<f64>::zeros((0, 0));
         for k in 1..self.layers.len() {
             let n = self.layers[k - 1].b.len();
             // Relax the ReLUs of layer k-1: H holds [h_lower | h_upper] functions per box.
@@ -422,14 +429,21 @@ impl DenseReluNet {
             }
             let layer = &self.layers[k];
             let n_next = layer.b.len();
-            let mut p = Array2::<f64>::zeros((n_next, nb * w));
-            let mut q = Array2::<f64>::zeros((n_next, nb * w));
+            if p.dim() != (n_next, nb * w) {
+                p = Array2::zeros((n_next, nb * w));
+                q = Array2::zeros((n_next, nb * w));
+                fnext = Array2::zeros((n_next, nb * w));
+            }
+            if wrm.dim() != (n_next, 2 * nb) {
+                wrm = Array2::zeros((n_next, 2 * nb));
+            }
             general_mat_mul(1.0, &layer.w_pos, &h, 0.0, &mut p);
             general_mat_mul(1.0, &layer.w_neg, &h, 0.0, &mut q);
             // |W| · [r | m]
-            let mut wrm = Array2::<f64>::zeros((n_next, 2 * nb));
             general_mat_mul(1.0, &layer.w_abs, &rm, 0.0, &mut wrm);
-            let mut fnext = Array2::<f64>::zeros((n_next, nb * w));
+            if fnext.dim() != (n_next, nb * w) {
+                fnext = Array2::zeros((n_next, nb * w));
+            }
             let mut slack_next = vec![0.0; n_next * nb];
             for i in 0..n_next {
                 let pr = p.row(i);
@@ -453,7 +467,7 @@ impl DenseReluNet {
                     slack_next[d * n_next + i] = (r + eps * (m + r + bi.abs())) * (1.0 + 1e-6);
                 }
             }
-            f = fnext;
+            std::mem::swap(&mut f, &mut fnext);
             slack = slack_next;
             mag = vec![0.0; n_next * nb];
             let ibp = self.interval_layer(k, boxes, &out);
@@ -469,7 +483,7 @@ impl DenseReluNet {
                 &mut out,
             );
             if k + 1 < self.layers.len() && self.refine {
-                self.refine_unstable(k, boxes, refine_from, &mut out);
+                self.refine_unstable(k, boxes, refine_from, &mut cache, &mut out);
             }
         }
         out
@@ -620,13 +634,16 @@ impl DenseReluNet {
             },
             ..BackwardExtras::default()
         };
+        let mut cache = BackwardCache::new(1, false);
+        cache.extend_to(self, top, std::slice::from_ref(bx), &[hidden]);
         let (mut lower, mut coeffs) = self.backward_rows(
             top,
             std::slice::from_ref(bx),
-            &[hidden],
+            &cache,
             c.to_owned(),
             &vec![0; rows],
             &vec![0.0; rows],
+            None,
             &mut extras,
         );
         let scores = std::mem::take(&mut extras.scores);
@@ -641,7 +658,7 @@ impl DenseReluNet {
                 .iter()
                 .any(|l| has_unstable(l) || (options.beta && has_split(l)))
         {
-            self.optimize_alpha(bx, hidden, c, options, &mut lower, &mut coeffs);
+            self.optimize_alpha(bx, hidden, &cache, c, options, &mut lower, &mut coeffs);
         }
         // Backward CROWN is not always tighter than the output's own bounds: keep the better.
         let out = bounds.output();
@@ -670,10 +687,12 @@ impl DenseReluNet {
     /// per row and unstable neuron) and, on a sub-domain of ReLU splits, on the splits' multipliers β ≥ 0
     /// (β-CROWN), with the gradient of the linear bound taken analytically by running the backward pass in
     /// reverse. Improves `lower`/`coeffs` in place, row by row.
+    #[allow(clippy::too_many_arguments)]
     fn optimize_alpha(
         &self,
         bx: &InputBox,
         hidden: &[LayerBounds],
+        cache: &BackwardCache,
         c: ArrayView2<'_, f64>,
         options: ObjectiveOptions,
         lower: &mut [f64],
@@ -720,10 +739,11 @@ impl DenseReluNet {
             let (l, a) = self.backward_rows(
                 top,
                 std::slice::from_ref(bx),
-                &[hidden],
+                cache,
                 c.to_owned(),
                 &vec![0; rows],
                 &vec![0.0; rows],
+                None,
                 &mut extras,
             );
             alpha = std::mem::take(&mut extras.alpha);
@@ -845,55 +865,70 @@ impl DenseReluNet {
     /// `top` (plus the constant `constants[r]`) of box `row_box[r]`; `layers[d]` are bounds of layers
     /// `0..top` over `boxes[d]`. Returns a sound lower bound of `a[r]·z_top + constants[r]` over the box per
     /// row, and the input coefficients of each row's final linear bound. All rows go through one matrix
-    /// product per layer, whatever box they belong to. `extras` carries the optional scores, slopes and tape.
+    /// product per layer, whatever box they belong to. With `unit_top`, row `r`'s only non-zero coefficient is
+    /// on neuron `unit_top[r]`. `extras` carries the optional scores, slopes and tape.
     #[allow(clippy::too_many_arguments)]
     fn backward_rows(
         &self,
         top: usize,
         boxes: &[InputBox],
-        layers: &[&[LayerBounds]],
+        cache: &BackwardCache,
         mut a: Array2<f64>,
         row_box: &[usize],
         constants: &[f64],
+        unit_top: Option<&[usize]>,
         extras: &mut BackwardExtras,
     ) -> (Vec<f64>, Array2<f64>) {
         let rows = a.nrows();
-        let nb = boxes.len();
         let eps = self.err;
+        debug_assert!(
+            cache.wb.len() > top,
+            "the cache covers the layers up to `top`"
+        );
         let mut constant = constants.to_vec();
         // Absolute error accumulated along the chain (see the module docs). Every constant term is counted
         // too, at 2ε, which covers the rounding of the constant's running sum.
         let mut err = vec![0.0; rows];
         let mut best = vec![f64::NEG_INFINITY; rows];
-        // The relaxation of every hidden layer below `top`, per box: computed once, read by every row.
-        let tables: Vec<Vec<ReluTable>> = layers
-            .iter()
-            .map(|lb| lb[..top].iter().map(|l| ReluTable::new(l, eps)).collect())
-            .collect();
+        let tables = &cache.tables;
         let mut next = Array2::<f64>::zeros((0, 0));
+        let plain = cache.use_compact
+            && extras.scores.is_empty()
+            && extras.alpha.is_empty()
+            && extras.beta.is_empty()
+            && !extras.record;
+        if plain {
+            // CROWN's plain pass, one run of rows of the same box at a time, on the neurons the box does not
+            // block (see [`CompactLayer`]).
+            let mut a0 = Array2::<f64>::zeros((rows, self.n_in));
+            let mut bufs = [Vec::new(), Vec::new()];
+            let mut r0 = 0;
+            while r0 < rows {
+                let d = row_box[r0];
+                let r1 = r0 + row_box[r0..].iter().take_while(|&&b| b == d).count();
+                self.backward_compact(
+                    top,
+                    d,
+                    cache,
+                    a.slice(ndarray::s![r0..r1, ..]),
+                    unit_top.map(|u| &u[r0..r1]),
+                    &mut constant[r0..r1],
+                    &mut err[r0..r1],
+                    &mut best[r0..r1],
+                    a0.slice_mut(ndarray::s![r0..r1, ..]),
+                    &mut bufs,
+                );
+                r0 = r1;
+            }
+            a = a0;
+        }
         for k in (0..=top).rev() {
+            if plain {
+                break;
+            }
             let layer = &self.layers[k];
-            // Magnitude of this layer's input per box ([n_in_k, nb]): max|x| for the first layer, max(u, 0)
-            // after a ReLU; then |W|·mag + |b| per box, stored per box ([nb, n_out_k]).
             let n_prev = layer.w.ncols();
-            let mut mag = Array2::<f64>::zeros((n_prev, nb));
-            for d in 0..nb {
-                for j in 0..n_prev {
-                    mag[[j, d]] = if k == 0 {
-                        boxes[d].lower[j].abs().max(boxes[d].upper[j].abs())
-                    } else {
-                        tables[d][k - 1].up_pos[j]
-                    };
-                }
-            }
-            let mut wmag = Array2::<f64>::zeros((layer.b.len(), nb));
-            general_mat_mul(1.0, &layer.w_abs, &mag, 0.0, &mut wmag);
-            let mut wb = wmag.reversed_axes().as_standard_layout().into_owned();
-            for mut row in wb.rows_mut() {
-                for (v, b) in row.iter_mut().zip(&layer.b) {
-                    *v += b.abs();
-                }
-            }
+            let wb = &cache.wb[k];
             for r in 0..rows {
                 let ar = a.row(r);
                 let ar = ar.as_slice().expect("standard layout");
@@ -914,7 +949,20 @@ impl DenseReluNet {
             if next.dim() != (rows, n_prev) {
                 next = Array2::<f64>::zeros((rows, n_prev));
             }
-            general_mat_mul(1.0, &a, &layer.w, 0.0, &mut next);
+            match unit_top.filter(|_| k == top) {
+                // One non-zero coefficient per row: the product is that coefficient times a row of W, the
+                // same value the matrix product computes (`+ 0.0`: its sums of zeros are +0).
+                Some(cols) => {
+                    for (r, mut nr) in next.rows_mut().into_iter().enumerate() {
+                        let j = cols[r];
+                        let s = a[[r, j]];
+                        for (o, &wv) in nr.iter_mut().zip(layer.w.row(j)) {
+                            *o = s * wv + 0.0;
+                        }
+                    }
+                }
+                None => general_mat_mul(1.0, &a, &layer.w, 0.0, &mut next),
+            }
             std::mem::swap(&mut a, &mut next);
             if k == 0 {
                 break;
@@ -925,8 +973,6 @@ impl DenseReluNet {
                 }
                 extras.tape[k - 1] = a.clone();
             }
-            let plain =
-                extras.scores.is_empty() && extras.alpha.is_empty() && extras.beta.is_empty();
             for r in 0..rows {
                 let t = &tables[row_box[r]][k - 1];
                 let mut ar = a.row_mut(r);
@@ -938,27 +984,7 @@ impl DenseReluNet {
                 let mut m = constant[r].abs();
                 let mut d_const = 0.0;
                 let mut d_err = 0.0;
-                if plain {
-                    // Through the ReLU: a positive coefficient meets the lower relaxation (0 or z, whichever
-                    // is closer on [lo, up], as CROWN), a negative one the upper chord s·(z − lo).
-                    // Branch-free (the coefficients' signs are unpredictable): one of `pos`/`neg` is zero, so
-                    // every sum below adds exactly the product the sign selects.
-                    let n = ar.len();
-                    let (lo_pos, up_pos) = (&t.lo_pos[..n], &t.up_pos[..n]);
-                    let (lower_mult, upper_mult) = (&t.lower_mult[..n], &t.upper_mult[..n]);
-                    let (chord_lo, chord_err) = (&t.chord_lo[..n], &t.chord_err[..n]);
-                    for j in 0..n {
-                        let x = ar[j];
-                        let pos = x.max(0.0);
-                        let neg = x.min(0.0);
-                        v += pos * lo_pos[j] + neg * up_pos[j];
-                        m += (pos - neg) * up_pos[j];
-                        let na = neg * upper_mult[j];
-                        ar[j] = pos * lower_mult[j] + na;
-                        d_const -= na * chord_lo[j];
-                        d_err -= neg * chord_err[j];
-                    }
-                } else {
+                {
                     for (j, aj) in ar.iter_mut().enumerate() {
                         let x = *aj;
                         let (lo_p, up_p) = (t.lo_pos[j], t.up_pos[j]);
@@ -1032,6 +1058,98 @@ impl DenseReluNet {
         (lower, a)
     }
 
+    /// CROWN's plain backward pass for rows `a` (`[rows, n_top]`) of box `d` on the neurons the box does not
+    /// block ([`CompactLayer`]); updates the rows' `constant`, `err` and `best` as [`Self::backward_rows`] and
+    /// returns their input coefficients. Every value is the full pass's, bit for bit.
+    #[allow(clippy::too_many_arguments)]
+    fn backward_compact(
+        &self,
+        top: usize,
+        d: usize,
+        cache: &BackwardCache,
+        a: ArrayView2<'_, f64>,
+        unit_top: Option<&[usize]>,
+        constant: &mut [f64],
+        err: &mut [f64],
+        best: &mut [f64],
+        mut out: ArrayViewMut2<'_, f64>,
+        bufs: &mut [Vec<f64>; 2],
+    ) {
+        let eps = self.err;
+        let rows = a.nrows();
+        let comp = &cache.compact[d];
+        // The top layer: every neuron.
+        let layer = &self.layers[top];
+        let wbt = cache.wb[top].row(d);
+        let wbt = wbt.to_slice().expect("standard layout");
+        for (r, ar) in a.rows().into_iter().enumerate() {
+            constant_terms(
+                ar.as_slice().expect("standard layout"),
+                &layer.b,
+                wbt,
+                eps,
+                &mut constant[r],
+                &mut err[r],
+            );
+        }
+        if top == 0 {
+            mat_mul_into(&a, &layer.w.view(), &mut out);
+            return;
+        }
+        let [buf, buf_next] = bufs;
+        let act = &comp[top - 1].act;
+        let m = act.len();
+        // (the buffers need no clearing: every entry is written before it is read)
+        buf.resize(rows * m, 0.0);
+        match unit_top {
+            // One non-zero coefficient per row: the product is that coefficient times a row of W (`+ 0.0`: the
+            // product's sums of zeros are +0).
+            Some(cols) => {
+                for (r, cr) in buf.chunks_exact_mut(m.max(1)).take(rows).enumerate() {
+                    let j = cols[r];
+                    let s = a[[r, j]];
+                    let wj = layer.w.row(j);
+                    let wj = wj.to_slice().expect("standard layout");
+                    for (o, &i) in cr.iter_mut().zip(act) {
+                        *o = s * wj[i] + 0.0;
+                    }
+                }
+            }
+            None => {
+                let wg = Array2::from_shape_fn((layer.w.nrows(), m), |(i, j)| layer.w[[i, act[j]]]);
+                let mut cur = ArrayViewMut2::from_shape((rows, m), &mut buf[..]).expect("sized");
+                mat_mul_into(&a, &wg.view(), &mut cur);
+            }
+        }
+        let mut k = top - 1;
+        loop {
+            let c = &comp[k];
+            let m = c.act.len();
+            if m > 0 {
+                for (r, cr) in buf[..rows * m].chunks_exact_mut(m).enumerate() {
+                    c.relax_row(eps, cr, &mut constant[r], &mut err[r], &mut best[r]);
+                }
+            } else {
+                // No neuron: the relaxation's bound is the constant's.
+                for r in 0..rows {
+                    c.relax_row(eps, &mut [], &mut constant[r], &mut err[r], &mut best[r]);
+                }
+            }
+            let cur = ArrayView2::from_shape((rows, m), &buf[..rows * m]).expect("sized");
+            if k == 0 {
+                mat_mul_into(&cur, &c.w.view(), &mut out);
+                return;
+            }
+            let n_next = c.w.ncols();
+            buf_next.resize(rows * n_next, 0.0);
+            let mut nxt = ArrayViewMut2::from_shape((rows, n_next), &mut buf_next[..rows * n_next])
+                .expect("sized");
+            mat_mul_into(&cur, &c.w.view(), &mut nxt);
+            std::mem::swap(buf, buf_next);
+            k -= 1;
+        }
+    }
+
     /// Tightens the bounds of hidden layer `k` by backward CROWN, for the neurons whose ReLU the current
     /// bounds leave unstable (stable neurons' relaxations are exact already).
     fn refine_unstable(
@@ -1039,6 +1157,7 @@ impl DenseReluNet {
         k: usize,
         boxes: &[InputBox],
         refine_from: &[usize],
+        cache: &mut BackwardCache,
         out: &mut [DenseBounds],
     ) {
         let layer = &self.layers[k];
@@ -1062,21 +1181,26 @@ impl DenseReluNet {
         let rows = 2 * picks.len();
         let mut a = Array2::<f64>::zeros((rows, n));
         let mut row_box = Vec::with_capacity(rows);
+        let mut unit_cols = Vec::with_capacity(rows);
         for (p, &(d, j)) in picks.iter().enumerate() {
             a[[2 * p, j]] = 1.0;
             a[[2 * p + 1, j]] = -1.0;
             row_box.push(d);
             row_box.push(d);
+            unit_cols.push(j);
+            unit_cols.push(j);
         }
         let lower = {
             let layers: Vec<&[LayerBounds]> = out.iter().map(|db| &db.layers[..k]).collect();
+            cache.extend_to(self, k, boxes, &layers);
             self.backward_rows(
                 k,
                 boxes,
-                &layers,
+                cache,
                 a,
                 &row_box,
                 &vec![0.0; rows],
+                Some(&unit_cols),
                 &mut BackwardExtras::default(),
             )
             .0
@@ -1091,6 +1215,191 @@ impl DenseReluNet {
     /// Bounds of the output layer only (no objective), from the last entry of `bounds`.
     pub fn output_bounds<'b>(&self, bounds: &'b DenseBounds) -> &'b LayerBounds {
         bounds.output()
+    }
+}
+
+/// What backward passes read per box and layer, computed once per layer (when its bounds are final) and
+/// shared by every pass through it: the refinement of each deeper layer, the objective, α-CROWN's iterations.
+struct BackwardCache {
+    /// `tables[d][k]`: the relaxation of hidden layer `k` over box `d`.
+    tables: Vec<Vec<ReluTable>>,
+    /// `compact[d][k]`: hidden layer `k` over box `d` restricted to the neurons its ReLU does not block; empty
+    /// unless built with `compact` (worth it for many rows per box, as the refinement's).
+    compact: Vec<Vec<CompactLayer>>,
+    use_compact: bool,
+    /// `wb[k]`, `[nb, n_out_k]`: `|W_k|·H + |b_k|` per box, `H` the magnitude of layer `k`'s input (max|x| for
+    /// the first layer, max(u, 0) after a ReLU).
+    wb: Vec<Array2<f64>>,
+}
+
+impl BackwardCache {
+    fn new(nb: usize, compact: bool) -> Self {
+        BackwardCache {
+            use_compact: compact,
+            tables: (0..nb).map(|_| Vec::new()).collect(),
+            compact: (0..nb).map(|_| Vec::new()).collect(),
+            wb: Vec::new(),
+        }
+    }
+
+    /// Extends the cache to what a backward pass from layer `top` reads: the tables of hidden layers `0..top`
+    /// and `wb` of layers `0..=top`. `layers[d]` are box `d`'s bounds of (at least) layers `0..top`, which must
+    /// not change afterwards.
+    fn extend_to(
+        &mut self,
+        net: &DenseReluNet,
+        top: usize,
+        boxes: &[InputBox],
+        layers: &[&[LayerBounds]],
+    ) {
+        let nb = boxes.len();
+        debug_assert_eq!(self.tables.len(), nb);
+        while self.wb.len() <= top {
+            let k = self.wb.len();
+            if k > 0 {
+                for (t, lb) in self.tables.iter_mut().zip(layers) {
+                    debug_assert_eq!(t.len(), k - 1);
+                    t.push(ReluTable::new(&lb[k - 1], net.err));
+                }
+                let hidden = &net.layers[k - 1];
+                let wb = &self.wb[k - 1];
+                let compact = if self.use_compact {
+                    &mut self.compact[..]
+                } else {
+                    &mut []
+                };
+                for (d, (c, t)) in compact.iter_mut().zip(&self.tables).enumerate() {
+                    let t = &t[k - 1];
+                    let act: Vec<usize> =
+                        (0..t.up_pos.len()).filter(|&j| t.up_pos[j] > 0.0).collect();
+                    let prev: Vec<usize> = match c.last() {
+                        Some(p) => p.act.clone(),
+                        None => (0..hidden.w.ncols()).collect(),
+                    };
+                    let mut wv = Vec::with_capacity(act.len() * prev.len());
+                    for &i in &act {
+                        let row = hidden.w.row(i);
+                        let row = row.to_slice().expect("standard layout");
+                        wv.extend(prev.iter().map(|&j| row[j]));
+                    }
+                    let w = Array2::from_shape_vec((act.len(), prev.len()), wv).expect("sized");
+                    let wbd = wb.row(d);
+                    let wbd = wbd.to_slice().expect("standard layout");
+                    c.push(CompactLayer::new(t, act, w, &hidden.b, wbd));
+                }
+            }
+            let layer = &net.layers[k];
+            // Magnitude of this layer's input per box ([n_in_k, nb]); then |W|·mag + |b| per box, stored per
+            // box ([nb, n_out_k]).
+            let n_prev = layer.w.ncols();
+            let mut mag = Array2::<f64>::zeros((n_prev, nb));
+            for d in 0..nb {
+                for j in 0..n_prev {
+                    mag[[j, d]] = if k == 0 {
+                        boxes[d].lower[j].abs().max(boxes[d].upper[j].abs())
+                    } else {
+                        self.tables[d][k - 1].up_pos[j]
+                    };
+                }
+            }
+            let mut wmag = Array2::<f64>::zeros((layer.b.len(), nb));
+            general_mat_mul(1.0, &layer.w_abs, &mag, 0.0, &mut wmag);
+            let mut wb = wmag.reversed_axes().as_standard_layout().into_owned();
+            for mut row in wb.rows_mut() {
+                for (v, b) in row.iter_mut().zip(&layer.b) {
+                    *v += b.abs();
+                }
+            }
+            self.wb.push(wb);
+        }
+    }
+}
+
+/// A hidden layer `k` over one box restricted to the neurons whose ReLU the box's bounds do not block
+/// (`up > 0`): a blocked neuron's coefficient is exactly 0 after the relaxation, so CROWN's plain backward pass
+/// can leave it out of every sum and product (the terms left out are ±0 and every sum starts at +0 and never
+/// becomes −0, so the results are bit for bit the same).
+struct CompactLayer {
+    /// The neurons kept, increasing.
+    act: Vec<usize>,
+    /// `W_k[act_k, act_{k-1}]` (all inputs for the first layer).
+    w: Array2<f64>,
+    /// Per neuron kept, eight segments of `act.len()`: the [`ReluTable`] entries `lo_pos`, `up_pos`,
+    /// `lower_mult`, `upper_mult`, `chord_lo`, `chord_err`, then the bias `b_k` and the error weights `wb_k`
+    /// of [`BackwardCache::wb`].
+    data: Vec<f64>,
+}
+
+impl CompactLayer {
+    fn new(t: &ReluTable, act: Vec<usize>, w: Array2<f64>, b: &[f64], wb: &[f64]) -> Self {
+        let mut data = Vec::with_capacity(8 * act.len());
+        for v in [
+            &t.lo_pos,
+            &t.up_pos,
+            &t.lower_mult,
+            &t.upper_mult,
+            &t.chord_lo,
+            &t.chord_err,
+        ] {
+            data.extend(act.iter().map(|&i| v[i]));
+        }
+        data.extend(act.iter().map(|&i| b[i]));
+        data.extend(act.iter().map(|&i| wb[i]));
+        CompactLayer { act, w, data }
+    }
+
+    /// CROWN's relaxation of one row `ar` (coefficients on this layer's ReLU outputs) in place, updating the
+    /// row's `constant`, `err` and `best` bound, then the row's constant term through this layer's bias and
+    /// its error: the same operations in the same order as the full pass's relaxation and
+    /// [`constant_terms`], in one sweep.
+    fn relax_row(
+        &self,
+        eps: f64,
+        ar: &mut [f64],
+        constant: &mut f64,
+        err: &mut f64,
+        best: &mut f64,
+    ) {
+        let n = ar.len();
+        debug_assert_eq!(n, self.act.len());
+        let seg = |i: usize| &self.data[i * n..(i + 1) * n];
+        let (lo_pos, up_pos, lower_mult, upper_mult) = (seg(0), seg(1), seg(2), seg(3));
+        let (chord_lo, chord_err, b, wb) = (seg(4), seg(5), seg(6), seg(7));
+        // Stopping here and using the interval of this layer's input is sometimes tighter than relaxing
+        // further: keep the best of these bounds. `v`/`m` read the coefficients before the relaxation.
+        let mut v = *constant;
+        let mut m = constant.abs();
+        let mut d_const = 0.0;
+        let mut d_err = 0.0;
+        let mut cst = 0.0;
+        let mut e = 0.0;
+        // Through the ReLU: a positive coefficient meets the lower relaxation (0 or z, whichever is closer on
+        // [lo, up], as CROWN), a negative one the upper chord s·(z − lo). Branch-free (the coefficients' signs
+        // are unpredictable): one of `pos`/`neg` is zero, so every sum below adds exactly the product the
+        // sign selects.
+        for j in 0..n {
+            let x = ar[j];
+            let pos = x.max(0.0);
+            let neg = x.min(0.0);
+            v += pos * lo_pos[j] + neg * up_pos[j];
+            m += (pos - neg) * up_pos[j];
+            let na = neg * upper_mult[j];
+            let y = pos * lower_mult[j] + na;
+            ar[j] = y;
+            d_const -= na * chord_lo[j];
+            d_err -= neg * chord_err[j];
+            // The constant term of the relaxed coefficient: adding 0.0 for a zero coefficient equals
+            // skipping it as `constant_terms` does (these sums start at +0 and never become −0).
+            let nz = y != 0.0;
+            cst += if nz { y * b[j] } else { 0.0 };
+            e += if nz { y.abs() * wb[j] } else { 0.0 };
+        }
+        let cand = (v - (*err + 2.0 * eps * m) * (1.0 + 1e-6)).next_down();
+        *best = best.max(cand);
+        *constant += d_const;
+        *err += d_err;
+        *constant += cst;
+        *err += 2.0 * eps * e;
     }
 }
 
@@ -1155,6 +1464,35 @@ impl ReluTable {
         }
         t
     }
+}
+
+/// `out = a·w`, the sums of an empty product being +0 as the matrix product's.
+fn mat_mul_into(
+    a: &ArrayView2<'_, f64>,
+    w: &ArrayView2<'_, f64>,
+    out: &mut ArrayViewMut2<'_, f64>,
+) {
+    if a.ncols() == 0 {
+        out.fill(0.0);
+    } else {
+        general_mat_mul(1.0, a, w, 0.0, out);
+    }
+}
+
+/// One row's constant term `a·b` through a layer's bias `b`, added to `constant`, and its error `2ε·|a|·wb`
+/// (see [`BackwardCache::wb`]) added to `err`. Zero coefficients are skipped (which also keeps 0·∞ out of
+/// the sums).
+fn constant_terms(ar: &[f64], b: &[f64], wb: &[f64], eps: f64, constant: &mut f64, err: &mut f64) {
+    let mut e = 0.0;
+    let mut cst = 0.0;
+    for ((&ai, &bi), &wi) in ar.iter().zip(b).zip(wb) {
+        if ai != 0.0 {
+            cst += ai * bi;
+            e += ai.abs() * wi;
+        }
+    }
+    *constant += cst;
+    *err += 2.0 * eps * e;
 }
 
 /// See [`ReluTable::split_sign`].
