@@ -263,15 +263,7 @@ fn main() -> Result<()> {
             writeln!(
                 f,
                 "{},{},{},{},{},{:.3},{},{},{}",
-                r.suite,
-                r.id,
-                r.onnx,
-                r.vnnlib,
-                r.result,
-                r.time,
-                r.expected,
-                r.verdict,
-                r.domains
+                r.suite, r.id, r.onnx, r.vnnlib, r.result, r.time, r.expected, r.verdict, r.domains
             )?;
         }
     }
