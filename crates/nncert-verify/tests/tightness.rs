@@ -29,6 +29,40 @@ fn instances(dir: &std::path::Path, step: usize) -> Vec<(PathBuf, PathBuf)> {
         .collect()
 }
 
+/// Every constraint of every disjunct of `case`, in order.
+fn constraint_rows(case: &nncert_spec::Case) -> Vec<&nncert_spec::LinearConstraint> {
+    case.output
+        .disjuncts
+        .iter()
+        .flat_map(|d| &d.constraints)
+        .collect()
+}
+
+/// Asserts IBP ≤ CROWN ≤ α-CROWN per row (margins `c·y − rhs`, up to rounding-term noise); returns on how many
+/// rows CROWN beats IBP and α-CROWN beats CROWN strictly.
+fn check_order(
+    what: &std::path::Path,
+    ibp: &[f64],
+    crown: &[f64],
+    alpha: &[f64],
+) -> (usize, usize) {
+    let (mut crown_strict, mut alpha_strict) = (0, 0);
+    for r in 0..ibp.len() {
+        let tol = 1e-6 * (1.0 + ibp[r].abs());
+        assert!(
+            crown[r] >= ibp[r] - tol && alpha[r] >= crown[r] - tol,
+            "{}: row {r}: IBP {} CROWN {} α {}",
+            what.display(),
+            ibp[r],
+            crown[r],
+            alpha[r]
+        );
+        crown_strict += usize::from(crown[r] > ibp[r] + tol);
+        alpha_strict += usize::from(alpha[r] > crown[r] + tol);
+    }
+    (crown_strict, alpha_strict)
+}
+
 #[test]
 fn ibp_crown_alpha_are_ordered_and_sound_on_benchmark_nets() {
     let Some(dir) = benchmarks() else { return };
@@ -42,12 +76,7 @@ fn ibp_crown_alpha_are_ordered_and_sound_on_benchmark_nets() {
             let model = BoundModel::new(&graph);
             let bounder = model.bounder();
             for case in &prop.cases {
-                let rows: Vec<&nncert_spec::LinearConstraint> = case
-                    .output
-                    .disjuncts
-                    .iter()
-                    .flat_map(|d| &d.constraints)
-                    .collect();
+                let rows = constraint_rows(case);
                 let c = Array2::from_shape_fn((rows.len(), graph.output_size()), |(r, j)| {
                     rows[r].coeffs[j]
                 });
@@ -61,20 +90,10 @@ fn ibp_crown_alpha_are_ordered_and_sound_on_benchmark_nets() {
                     .collect();
                 let crown: Vec<f64> = dense_case_bounds(&net, case, 0).margins.concat();
                 let alpha: Vec<f64> = dense_case_bounds(&net, case, 10).margins.concat();
-                for r in 0..rows.len() {
-                    let tol = 1e-6 * (1.0 + ibp[r].abs());
-                    assert!(
-                        crown[r] >= ibp[r] - tol && alpha[r] >= crown[r] - tol,
-                        "{}: row {r}: IBP {} CROWN {} α {}",
-                        vnnlib.display(),
-                        ibp[r],
-                        crown[r],
-                        alpha[r]
-                    );
-                    rows_checked += 1;
-                    crown_strict += usize::from(crown[r] > ibp[r] + tol);
-                    alpha_strict += usize::from(alpha[r] > crown[r] + tol);
-                }
+                let (c, a) = check_order(&vnnlib, &ibp, &crown, &alpha);
+                rows_checked += ibp.len();
+                crown_strict += c;
+                alpha_strict += a;
                 // Soundness of the tightest bound at random points and random vertices of the box.
                 let n = case.input.dim();
                 for s in 0..300 {
@@ -141,12 +160,7 @@ fn generic_ibp_crown_alpha_are_ordered_and_sound_on_benchmark_nets() {
                     let res = nncert_verify::incomplete::refute_case_detailed(
                         &bounder, case, method, None, true,
                     );
-                    let rhs = case
-                        .output
-                        .disjuncts
-                        .iter()
-                        .flat_map(|d| &d.constraints)
-                        .map(|k| k.rhs);
+                    let rhs = constraint_rows(case).into_iter().map(|k| k.rhs);
                     res.lower.iter().zip(rhs).map(|(l, r)| l - r).collect()
                 };
                 let ibp = margins(Method::Interval);
@@ -155,20 +169,10 @@ fn generic_ibp_crown_alpha_are_ordered_and_sound_on_benchmark_nets() {
                     iterations: 10,
                     intermediate: 2,
                 });
-                for r in 0..ibp.len() {
-                    let tol = 1e-6 * (1.0 + ibp[r].abs());
-                    assert!(
-                        crown[r] >= ibp[r] - tol && alpha[r] >= crown[r] - tol,
-                        "{}: row {r}: IBP {} CROWN {} α {}",
-                        vnnlib.display(),
-                        ibp[r],
-                        crown[r],
-                        alpha[r]
-                    );
-                    rows_checked += 1;
-                    crown_strict += usize::from(crown[r] > ibp[r] + tol);
-                    alpha_strict += usize::from(alpha[r] > crown[r] + tol);
-                }
+                let (c, a) = check_order(&vnnlib, &ibp, &crown, &alpha);
+                rows_checked += ibp.len();
+                crown_strict += c;
+                alpha_strict += a;
                 let n = case.input.dim();
                 let points = 200;
                 let x = Array2::from_shape_fn((points, n), |(s, j)| {
@@ -180,12 +184,7 @@ fn generic_ibp_crown_alpha_are_ordered_and_sound_on_benchmark_nets() {
                     }
                 });
                 let y = ev.forward(x.view()).unwrap();
-                let rows: Vec<&nncert_spec::LinearConstraint> = case
-                    .output
-                    .disjuncts
-                    .iter()
-                    .flat_map(|d| &d.constraints)
-                    .collect();
+                let rows = constraint_rows(case);
                 for yrow in y.rows() {
                     for (r, k) in rows.iter().enumerate() {
                         let v: f64 =
