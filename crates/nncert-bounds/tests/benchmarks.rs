@@ -1,5 +1,6 @@
 //! Bounds on real benchmark networks (test and acasxu suites) against dense sampling of each property's box:
-//! every sampled output lies inside the IBP and CROWN bounds. Skipped, loudly, without `../shared/benchmarks`.
+//! every sampled output lies inside the IBP, CROWN and α-CROWN bounds. Skipped, loudly, without
+//! `../shared/benchmarks`.
 
 use ndarray::Array2;
 use nncert_bounds::{BoundModel, Method};
