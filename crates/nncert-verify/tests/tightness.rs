@@ -63,6 +63,24 @@ fn check_order(
     (crown_strict, alpha_strict)
 }
 
+/// Asserts that each row's margin `c·y − rhs` at the outputs `y` of a sampled point is not below its α bound.
+fn check_below(
+    what: &std::path::Path,
+    rows: &[&nncert_spec::LinearConstraint],
+    y: &[f64],
+    alpha: &[f64],
+) {
+    for (r, k) in rows.iter().enumerate() {
+        let v: f64 = k.coeffs.iter().zip(y).map(|(a, b)| a * b).sum::<f64>() - k.rhs;
+        assert!(
+            v >= alpha[r] - 1e-9 * (1.0 + v.abs()),
+            "{}: α-CROWN bound {} above the value {v} at a sampled point",
+            what.display(),
+            alpha[r]
+        );
+    }
+}
+
 #[test]
 fn ibp_crown_alpha_are_ordered_and_sound_on_benchmark_nets() {
     let Some(dir) = benchmarks() else { return };
@@ -107,17 +125,7 @@ fn ibp_crown_alpha_are_ordered_and_sound_on_benchmark_nets() {
                             }
                         })
                         .collect();
-                    let y = net.eval(&x);
-                    for (r, k) in rows.iter().enumerate() {
-                        let v: f64 =
-                            k.coeffs.iter().zip(&y).map(|(a, b)| a * b).sum::<f64>() - k.rhs;
-                        assert!(
-                            v >= alpha[r] - 1e-9 * (1.0 + v.abs()),
-                            "{}: α-CROWN bound {} above the value {v} at a sampled point",
-                            vnnlib.display(),
-                            alpha[r]
-                        );
-                    }
+                    check_below(&vnnlib, &rows, &net.eval(&x), &alpha);
                     samples += 1;
                 }
             }
@@ -186,16 +194,7 @@ fn generic_ibp_crown_alpha_are_ordered_and_sound_on_benchmark_nets() {
                 let y = ev.forward(x.view()).unwrap();
                 let rows = constraint_rows(case);
                 for yrow in y.rows() {
-                    for (r, k) in rows.iter().enumerate() {
-                        let v: f64 =
-                            k.coeffs.iter().zip(yrow).map(|(a, b)| a * b).sum::<f64>() - k.rhs;
-                        assert!(
-                            v >= alpha[r] - 1e-9 * (1.0 + v.abs()),
-                            "{}: α-CROWN bound {} above the value {v} at a sampled point",
-                            vnnlib.display(),
-                            alpha[r]
-                        );
-                    }
+                    check_below(&vnnlib, &rows, yrow.as_slice().unwrap(), &alpha);
                     samples += 1;
                 }
             }
