@@ -152,6 +152,8 @@ pub struct DenseReluNet {
     err: f64,
     /// Tighten unstable neurons' bounds by backward CROWN (see [`DenseReluNet::with_backward_refinement`]).
     refine: bool,
+    /// Per layer, the graph node whose output is that layer's pre-activations.
+    layer_nodes: Vec<usize>,
 }
 
 impl DenseReluNet {
@@ -163,6 +165,7 @@ impl DenseReluNet {
         let uses = graph.use_counts();
         // `None`: the identity layer standing for an output ReLU.
         let mut linears: Vec<Option<&nncert_model::ir::Linear>> = Vec::new();
+        let mut layer_nodes = Vec::new();
         let mut id = graph.output_id();
         let mut expect_linear = true;
         loop {
@@ -170,10 +173,14 @@ impl DenseReluNet {
             match (&node.op, expect_linear) {
                 (Op::Linear(lin), true) => {
                     linears.push(Some(lin));
+                    layer_nodes.push(id.0);
                     expect_linear = false;
                 }
                 (Op::Relu, false) => expect_linear = true,
-                (Op::Relu, true) if linears.is_empty() => linears.push(None),
+                (Op::Relu, true) if linears.is_empty() => {
+                    linears.push(None);
+                    layer_nodes.push(id.0);
+                }
                 (Op::Reshape, _) => {}
                 (Op::Input, false) => break,
                 _ => return None,
@@ -184,6 +191,7 @@ impl DenseReluNet {
             id = *node.inputs.first()?;
         }
         linears.reverse();
+        layer_nodes.reverse();
         let n_in = graph.input_size();
         let mut prev = n_in;
         let mut layers = Vec::with_capacity(linears.len());
@@ -218,7 +226,15 @@ impl DenseReluNet {
             layers,
             err,
             refine: true,
+            layer_nodes,
         })
+    }
+
+    /// Per layer, the id of the graph node whose output is that layer's pre-activations (a Linear node; for
+    /// the identity layer of an output ReLU, the ReLU): where the generic engine's node bounds of the same
+    /// graph give this net's layer bounds.
+    pub fn layer_nodes(&self) -> &[usize] {
+        &self.layer_nodes
     }
 
     /// With `false`, intermediate bounds come from forward mode and interval arithmetic only: cheaper per box

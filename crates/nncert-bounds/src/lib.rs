@@ -999,9 +999,8 @@ impl Bounder<'_> {
         NodeBounds { lower, upper }
     }
 
-    /// CROWN bounds of node `i` itself (lower and upper of every element).
     /// Backward-relaxation bounds of the elements `rows` of node `i` (`lower[t]`, `upper[t]` for `rows[t]`;
-    /// ±∞ for those the deadline cut off).
+    /// ±∞ for those the deadline cut off), with `alpha_iterations` of α-CROWN per chunk of rows (0: CROWN).
     fn crown_node(
         &self,
         i: usize,

@@ -55,43 +55,31 @@ impl QueueLimits {
     }
 }
 
-/// Per case of a property, layer bounds over the case's (one-ulp widened) box to start the search from, or
-/// `None`. Tighter root bounds tighten every sub-domain that inherits them.
+/// Per case of a property, layer bounds over the case's (one-ulp widened) box to start a ReLU-splitting search
+/// from ([`crate::dense_relu_bab::relu_split_dense`]), or `None`. Tighter root bounds tighten every sub-domain
+/// that inherits them. (Input splitting starts without: with them its split scores led to worse trees.)
 pub type RootPriors = Vec<Option<Arc<DenseBounds>>>;
 
-/// The dense engine's layer bounds read from the generic engine's node bounds of the same graph (`bounds[i]`
-/// for node `i`): each dense layer's pre-activations are a Linear node's output (an output ReLU's identity
-/// layer: the ReLU's output). `None` if the graph is not the dense net's.
+/// The dense engine's layer bounds read from the generic engine's node bounds of the graph `net` was built
+/// from (`bounds[i]` for node `i`, see [`DenseReluNet::layer_nodes`]).
 pub fn dense_bounds_from_nodes(
-    graph: &Graph,
     net: &DenseReluNet,
     bounds: &[nncert_bounds::NodeBounds],
 ) -> Option<DenseBounds> {
-    let mut ids: Vec<usize> = graph
-        .nodes()
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| matches!(n.op, nncert_model::Op::Linear(_)))
-        .map(|(i, _)| i)
-        .collect();
-    if matches!(graph.node(graph.output_id()).op, nncert_model::Op::Relu) {
-        ids.push(graph.output_id().0);
-    }
-    if ids.len() != net.depth() {
-        return None;
-    }
     Some(DenseBounds {
-        layers: ids
+        layers: net
+            .layer_nodes()
             .iter()
             .map(|&i| bounds.get(i).cloned())
             .collect::<Option<_>>()?,
     })
 }
 
-/// `bounds` with the output layer left unbounded: as a search's root prior, tight output bounds inherited by
-/// every sub-box hide how much a split narrowed the objective's gap (the search then judges its splits stalled
-/// and picks worse ones: 247 → 30,000+ sub-boxes on ACAS Xu 1_3 prop_4), while the intermediate layers'
-/// bounds are what tightens each sub-box's own bound.
+/// `bounds` with the output layer left unbounded. Kept from the first trial of α root priors, which also fed
+/// input splitting: there, tight inherited output bounds looked like a cause of the worse trees, but leaving
+/// them out did not help (ACAS Xu 1_3 prop_4 stayed above 25,000 sub-boxes, 247 without priors), and input
+/// splitting no longer takes these priors. For ReLU splitting, whether the output bounds would help is not
+/// measured yet.
 fn without_output(mut bounds: DenseBounds) -> DenseBounds {
     if let Some(out) = bounds.layers.last_mut() {
         out.lower.fill(f64::NEG_INFINITY);
@@ -126,7 +114,7 @@ pub fn alpha_root_priors(
         let res = crate::incomplete::refute_case_detailed(&bounder, case, method, None, true);
         proved &= res.refuted.iter().all(|&r| r);
         priors.push(
-            dense_bounds_from_nodes(graph, net, &res.bounds)
+            dense_bounds_from_nodes(net, &res.bounds)
                 .map(without_output)
                 .map(Arc::new),
         );
@@ -290,7 +278,6 @@ pub fn input_split_dense(
     property: &Property,
     deadline: Instant,
     limits: QueueLimits,
-    root_priors: &[Option<Arc<DenseBounds>>],
 ) -> BabOutcome {
     let threads = rayon::current_num_threads().max(1);
     let mut domains = 0u64;
@@ -310,7 +297,7 @@ pub fn input_split_dense(
         queue.push(Domain {
             input: case.input.clone(),
             live: (0..case_rows.n_disjuncts).collect(),
-            prior: root_priors.get(ci).cloned().flatten(),
+            prior: None,
             parent_gap: f64::INFINITY,
             parent_probe: f64::NEG_INFINITY,
         });

@@ -11,8 +11,6 @@ use nncert_model::Graph;
 use nncert_spec::{Case, Property};
 use std::time::Instant;
 
-const U: f64 = f64::EPSILON / 2.0;
-
 /// Per case, per disjunct: `true` when the bounds prove that the disjunct cannot be met in the case's box.
 pub fn refuted_disjuncts(
     model: &BoundModel,
@@ -60,84 +58,41 @@ pub fn refute_case_detailed(
     let out_id = graph.output_id().0;
     let widened = case.input.widened_one_ulp();
     let bounds = bounder.node_bounds_within(&widened, method, prior, refine_intermediate);
-    let rows: Vec<&nncert_spec::LinearConstraint> = case
-        .output
-        .disjuncts
-        .iter()
-        .flat_map(|d| &d.constraints)
-        .collect();
-    let m = graph.output_size();
-    let mut c = Array2::<f64>::zeros((rows.len(), m));
-    for (r, k) in rows.iter().enumerate() {
-        for (j, &v) in k.coeffs.iter().enumerate() {
-            c[[r, j]] = v;
+    let rows = crate::dense_bab::CaseRows::new(case, graph.output_size());
+    let ymag = bounds[out_id].magnitude();
+    // Per disjunct: refuted by some row, and its most promising row (largest gap) with that gap.
+    let judge = |lower: &[f64]| {
+        let mut refuted = vec![false; rows.n_disjuncts];
+        let mut best: Vec<Option<(f64, usize)>> = vec![None; rows.n_disjuncts];
+        for (r, &lb) in lower.iter().enumerate() {
+            let (refutes, gap) = rows.refutes(rows.c.row(r), r, lb, &ymag);
+            let d = rows.owner[r];
+            refuted[d] |= refutes;
+            if best[d].is_none_or(|(g, _)| gap > g) {
+                best[d] = Some((gap, r));
+            }
         }
-    }
-    let out = &bounds[out_id];
-    let mag = out.magnitude();
-    // The bad case needs c·y ≤ rhs (or <): row r refutes its disjunct when a lower bound beats rhs for sure,
-    // after the allowance for rounded coefficients.
-    let slack: Vec<f64> = rows
-        .iter()
-        .map(|k| {
-            k.coeffs
-                .iter()
-                .zip(&mag)
-                .map(|(a, m)| a.abs() * m)
-                .sum::<f64>()
-                * U
-                * 1.01
-        })
-        .collect();
-    let margin = |r: usize, lower: f64| (lower - slack[r]).next_down() - rows[r].rhs.next_up();
-    let owner: Vec<usize> = case
-        .output
-        .disjuncts
-        .iter()
-        .enumerate()
-        .flat_map(|(d, dj)| std::iter::repeat_n(d, dj.constraints.len()))
-        .collect();
-    let (lower, coeffs) = if rows.is_empty() {
+        (refuted, best)
+    };
+    let (lower, coeffs) = if rows.c.nrows() == 0 {
         (vec![], Array2::zeros((0, graph.input_size())))
     } else if method.alpha_iterations() > 0 {
-        let all_refuted = |lower: &[f64]| {
-            let mut refuted = vec![false; case.output.disjuncts.len()];
-            for (r, &lb) in lower.iter().enumerate() {
-                refuted[owner[r]] |= margin(r, lb) > 0.0;
-            }
-            refuted.iter().all(|&v| v)
-        };
-        bounder.output_lower_alpha(&c, &bounds, method.alpha_iterations(), &all_refuted)
+        let all_refuted = |lower: &[f64]| judge(lower).0.iter().all(|&v| v);
+        bounder.output_lower_alpha(&rows.c, &bounds, method.alpha_iterations(), &all_refuted)
     } else {
-        bounder.output_lower_with_input_coeffs(&c, &bounds)
+        bounder.output_lower_with_input_coeffs(&rows.c, &bounds)
     };
+    let (refuted, best) = judge(&lower);
     let mut split_scores = vec![0.0; graph.input_size()];
-    let mut r = 0;
-    let refuted = case
-        .output
-        .disjuncts
+    for (_, row) in refuted
         .iter()
-        .map(|d| {
-            let mut refuted = false;
-            let mut best: Option<(f64, usize)> = None;
-            for _ in &d.constraints {
-                let gap = margin(r, lower[r]);
-                if gap > 0.0 {
-                    refuted = true;
-                }
-                if best.is_none_or(|(g, _)| gap > g) {
-                    best = Some((gap, r));
-                }
-                r += 1;
-            }
-            if let (false, Some((_, row))) = (refuted, best) {
-                for (j, s) in split_scores.iter_mut().enumerate() {
-                    *s += coeffs[[row, j]].abs() * (case.input.upper[j] - case.input.lower[j]);
-                }
-            }
-            refuted
-        })
-        .collect();
+        .zip(&best)
+        .filter_map(|(&r, b)| if r { None } else { *b })
+    {
+        for (j, s) in split_scores.iter_mut().enumerate() {
+            *s += coeffs[[row, j]].abs() * (case.input.upper[j] - case.input.lower[j]);
+        }
+    }
     CaseRefutation {
         refuted,
         split_scores,

@@ -165,6 +165,7 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
     // Feed-forward ReLU nets take the dense path: the same kind of bound, computed for the whole input region at
     // once (forward linear relaxation refined backward), with the region's centre checked on the way.
     let proof_deadline = start + options.timeout / 2;
+    let mut root_priors: dense_bab::RootPriors = Vec::new();
     let first_proof = match &dense {
         Some(net) => match dense_bab::input_split_dense(
             net,
@@ -175,7 +176,6 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
                 with_priors: 1,
                 max_open: 1,
             },
-            &[],
         ) {
             bab::BabOutcome::Proved { .. } => Some(Verdict::Unsat {
                 method: "linear-relaxation bounds on the whole input region (dense path: forward relaxation \
@@ -183,6 +183,20 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
                     .into(),
             }),
             bab::BabOutcome::Counterexample { cex, .. } => Some(Verdict::Sat(cex)),
+            // Then the generic engine's α-CROWN with intermediate slopes (which the dense engine lacks) on the
+            // whole region, within a fifth of the budget: a proof by itself, or tighter root bounds for ReLU
+            // splitting.
+            bab::BabOutcome::Undecided { .. } if options.alpha_root => {
+                let alpha_deadline = (Instant::now() + options.timeout / 5).min(proof_deadline);
+                let (priors, proved) =
+                    dense_bab::alpha_root_priors(net, graph, property, alpha_deadline);
+                root_priors = priors;
+                proved.then(|| Verdict::Unsat {
+                    method: "α-CROWN bounds on the whole input region (slopes optimized for every neuron; \
+                             sound under floating point: explicit rounding-error terms)"
+                        .into(),
+                })
+            }
             bab::BabOutcome::Undecided { .. } => None,
         },
         None => {
@@ -223,28 +237,6 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
         };
     }
     let deadline = start + options.timeout;
-    // Dense nets: the generic engine's α-CROWN with intermediate slopes (which the dense engine lacks) on the
-    // whole region, within a fifth of the budget: a proof by itself, or tighter root bounds for the search.
-    let mut root_priors: dense_bab::RootPriors = Vec::new();
-    if let Some(net) = dense.as_ref().filter(|_| options.alpha_root) {
-        let alpha_deadline = (Instant::now() + options.timeout / 5).min(deadline);
-        let (priors, proved) = dense_bab::alpha_root_priors(net, graph, property, alpha_deadline);
-        if proved {
-            return VerifyResult {
-                verdict: Verdict::Unsat {
-                    method: "α-CROWN bounds on the whole input region (slopes optimized for every neuron; sound \
-                             under floating point: explicit rounding-error terms)"
-                        .into(),
-                },
-                elapsed: start.elapsed(),
-                best_margin: f64::INFINITY,
-                evaluations: 0,
-                domains: 0,
-                leaves: Default::default(),
-            };
-        }
-        root_priors = priors;
-    }
     // Input splitting pays when few inputs vary (ACAS Xu: 5; some properties fix all but a few of many inputs).
     let small_input = max_free_dims(property) <= bab::MAX_INPUTS;
     // With branch-and-bound to follow, the falsifier first gets a short slice (most counterexamples fall at
@@ -277,10 +269,7 @@ pub fn verify(graph: &Graph, property: &Property, options: &VerifyOptions) -> Ve
         let bab_outcome = match &dense {
             Some(net) if small_input => {
                 let limits = dense_bab::QueueLimits::for_net(net, options.memory_limit);
-                // Not the α-CROWN root priors: each sub-box's bound would be at least as tight with them, but
-                // they change the split scores, and the trees grew worse (ACAS Xu 1_3 prop_4: 247 sub-boxes
-                // without, over 25,000 with).
-                dense_bab::input_split_dense(net, graph, property, bab_deadline, limits, &[])
+                dense_bab::input_split_dense(net, graph, property, bab_deadline, limits)
             }
             Some(net) => {
                 // A ReLU-split domain holds its own (clamped) copy of every layer's bounds.

@@ -110,7 +110,7 @@ fn dense_bab_agrees_with_sampling_and_the_generic_engine() {
         let prop = threshold_property(&lower, &upper, t);
         let deadline = Instant::now() + Duration::from_secs(5);
         let limits = nncert_verify::dense_bab::QueueLimits::for_net(&net, 1 << 30);
-        let dense = input_split_dense(&net, &graph, &prop, deadline, limits, &[]);
+        let dense = input_split_dense(&net, &graph, &prop, deadline, limits);
         let deadline = Instant::now() + Duration::from_secs(5);
         let generic = bab::input_split(&graph, &prop, deadline, 1_000_000);
         for outcome in [&dense, &generic] {
